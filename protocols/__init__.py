@@ -1,0 +1,1 @@
+"""Protocols built only on simkit's public API (FedAvg, SecAgg, ...)."""
