@@ -1,0 +1,733 @@
+"""Actors, their context, connections and mailboxes.
+
+An :class:`Actor` is an object with an ``async run(ctx)`` method. The
+:class:`Context` it receives is its whole view of the world: its name, the
+time, its random streams, and its peers, to which it sends application
+:class:`~simkit.messages.Message` objects and from which it receives them.
+
+Under the context sit connections. A client actor ``connect``\\ s to a
+listening actor: it sends ``Join(name, version, token)`` and gets ``Accept``
+or ``Reject``. Once joined, both sides keep the connection alive with
+heartbeats (``Ping``/``Pong``, never shown to actors) and declare the other
+gone after too long a silence (see :mod:`simkit.heartbeat`), or at once when
+the connection closes. Application messages travel as ``Send`` and land in the
+receiver's mailbox as :class:`Received` items whose payload is decoded only
+when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import numpy as np
+
+from simkit.channels import BrokenChannel, Channel, ChannelClosed, ConnectError, Listener
+from simkit.heartbeat import HeartbeatConfig, LivenessMonitor
+from simkit.messages import (
+    PROTOCOL_VERSION,
+    Accept,
+    ActionMessage,
+    Drop,
+    Join,
+    Message,
+    Ping,
+    Pong,
+    Reject,
+    Send,
+    SerializedMessage,
+    encode_action,
+    version_compatible,
+)
+from simkit.rng import PathPart, SeedTree
+
+if TYPE_CHECKING:
+    from simkit.simulation import Simulation
+
+__all__ = [
+    "Actor",
+    "Context",
+    "PeerGone",
+    "Received",
+    "Rejected",
+    "TypeFilter",
+]
+
+TypeFilter = str | type[Message] | Iterable[str | type[Message]] | None
+
+_MAX_NAME = 128
+
+
+class PeerGone(Exception):
+    """The peer is not (or no longer) connected.
+
+    Attributes:
+        peer: The peer's name.
+        reason: Why it went away.
+    """
+
+    def __init__(self, peer: str, reason: str = "not connected") -> None:
+        super().__init__(f"peer {peer!r} is gone: {reason}")
+        self.peer = peer
+        self.reason = reason
+
+
+class Rejected(ConnectError):
+    """The server answered ``Join`` with ``Reject``."""
+
+    def __init__(self, flag: str, detail: str) -> None:
+        super().__init__(f"join rejected ({flag}): {detail}")
+        self.flag = flag
+        self.detail = detail
+
+
+class Received:
+    """A message in a mailbox: who sent it, its type, and its lazy payload."""
+
+    __slots__ = ("message", "src", "t")
+
+    def __init__(self, src: str, message: SerializedMessage, t: float) -> None:
+        self.src = src
+        self.message = message
+        self.t = t
+
+    @property
+    def type(self) -> str:
+        """The message's registered type name, known without decoding."""
+        return self.message.type
+
+    def decode(self) -> Message:
+        """Decode the payload into its registered :class:`Message` type.
+
+        Raises:
+            DecodeError: The payload does not decode into its type.
+        """
+        return self.message.decode()
+
+    def __repr__(self) -> str:
+        return f"<Received {self.type} from {self.src} at t={self.t:g}>"
+
+
+class Actor:
+    """Base class of actors: implement :meth:`run`.
+
+    Attributes:
+        name: Unique name of the actor in its simulation.
+    """
+
+    name: str = ""
+
+    async def run(self, ctx: Context) -> None:
+        """The actor's life. Returning ends it normally."""
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- waiting
+
+_TIMEOUT = object()
+
+
+class _PeerDown:
+    __slots__ = ("peer", "reason")
+
+    def __init__(self, peer: str, reason: str) -> None:
+        self.peer = peer
+        self.reason = reason
+
+
+class _Waiter:
+    """A task waiting for a message matching (types, sources)."""
+
+    __slots__ = ("future", "sources", "types")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        types: frozenset[str] | None,
+        sources: frozenset[str] | None,
+    ) -> None:
+        self.future = future
+        self.types = types
+        self.sources = sources
+
+    def wants(self, src: str, type_name: str) -> bool:
+        return (self.types is None or type_name in self.types) and (
+            self.sources is None or src in self.sources
+        )
+
+
+def _type_names(types: TypeFilter) -> frozenset[str] | None:
+    if types is None:
+        return None
+    if isinstance(types, (str, type)):
+        types = (types,)
+    names = []
+    for item in types:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, type) and issubclass(item, Message):
+            names.append(item.typename)
+        else:
+            raise TypeError(f"message types must be names or Message classes, got {item!r}")
+    return frozenset(names)
+
+
+# ----------------------------------------------------------------------------- connections
+
+ConnState = Literal["joining", "connecting", "open", "closed"]
+
+
+class _Connection:
+    """One connection as seen from one actor: handshake, heartbeats, dispatch."""
+
+    __slots__ = (
+        "_timer",
+        "channel",
+        "ctx",
+        "joined",
+        "monitor",
+        "peer",
+        "state",
+    )
+
+    def __init__(self, ctx: Context, channel: Channel, state: ConnState, peer: str) -> None:
+        self.ctx = ctx
+        self.channel = channel
+        self.state: ConnState = state
+        self.peer = peer
+        self.monitor = LivenessMonitor(ctx._heartbeat, ctx._loop.time())
+        self._timer: asyncio.TimerHandle | None = None
+        self.joined: asyncio.Future[Rejected | None] | None = None
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, msg: ActionMessage) -> int:
+        nbytes = self.channel.send_nowait(msg)
+        self.monitor.sent(self.ctx._loop.time())
+        return nbytes
+
+    def send_encoded(self, body: bytes, type_name: str) -> int:
+        nbytes = self.channel.send_encoded(body, type_name)
+        self.monitor.sent(self.ctx._loop.time())
+        return nbytes
+
+    # -- heartbeats ----------------------------------------------------------------------
+
+    def start_heartbeats(self) -> None:
+        if self.ctx._heartbeat.enabled:
+            self._timer = self.ctx._loop.call_at(self.monitor.next_check(), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.state != "open":
+            return
+        now = self.ctx._loop.time()
+        if self.monitor.is_gone(now):
+            silence = now - self.monitor.last_heard
+            self.ctx._lost_peer(self, f"silent for {silence:g} s (heartbeat)")
+            return
+        seq = self.monitor.ping_due(now)
+        if seq is not None:
+            try:
+                self.channel.send_nowait(Ping(seq))
+            except (ChannelClosed, BrokenChannel) as exc:
+                self.ctx._lost_peer(self, str(exc))
+                return
+        self._timer = self.ctx._loop.call_at(self.monitor.next_check(), self._tick)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def on_message(self, msg: ActionMessage) -> None:
+        if self.state == "open":
+            self.monitor.heard(self.ctx._loop.time())
+            if isinstance(msg, Send):
+                assert isinstance(msg.payload, SerializedMessage)
+                self.ctx._deliver(self.peer, msg.payload)
+            elif isinstance(msg, Ping):
+                self._reply_pong(msg.seq)
+            elif isinstance(msg, Pong):
+                self.monitor.pong(msg.seq, self.ctx._loop.time())
+            elif isinstance(msg, Drop):
+                self.ctx._lost_peer(self, f"left: {msg.reason or 'no reason given'}")
+            else:
+                self._protocol_error(f"unexpected {type(msg).__name__} on an open connection")
+        elif self.state == "joining":
+            self._on_join(msg)
+        elif self.state == "connecting":
+            self._on_join_answer(msg)
+
+    def _reply_pong(self, seq: int) -> None:
+        try:
+            self.send(Pong(seq))
+        except (ChannelClosed, BrokenChannel) as exc:
+            self.ctx._lost_peer(self, str(exc))
+
+    def on_close(self, reason: str) -> None:
+        if self.state == "connecting" and self.joined is not None and not self.joined.done():
+            self.joined.set_result(Rejected("closed", reason))
+        if self.state == "open":
+            self.ctx._lost_peer(self, f"connection closed: {reason}")
+        self.state = "closed"
+
+    def _protocol_error(self, detail: str) -> None:
+        self.ctx._record("protocol_error", self.peer, info=detail)
+        if self.state == "open":
+            self.ctx._lost_peer(self, f"protocol error: {detail}")
+        self.close(detail)
+
+    def close(self, reason: str) -> None:
+        self.state = "closed"
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.channel.close(reason)
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def _on_join(self, msg: ActionMessage) -> None:
+        if not isinstance(msg, Join):
+            self._protocol_error(f"expected Join, got {type(msg).__name__}")
+            return
+        problem = self.ctx._join_problem(msg)
+        if problem is not None:
+            flag, detail = problem
+            self.ctx._record("reject", msg.name, info=f"{flag}: {detail}")
+            try:
+                self.channel.send_nowait(Reject(flag, detail))
+            except (ChannelClosed, BrokenChannel):
+                pass
+            self.close(f"rejected: {flag}")
+            return
+        self.peer = msg.name
+        try:
+            self.send(Accept())
+        except (ChannelClosed, BrokenChannel):
+            self.state = "closed"
+            return
+        self.ctx._add_peer(self)
+
+    def _on_join_answer(self, msg: ActionMessage) -> None:
+        assert self.joined is not None
+        if isinstance(msg, Accept):
+            self.ctx._add_peer(self)
+            if not self.joined.done():
+                self.joined.set_result(None)
+        elif isinstance(msg, Reject):
+            self.state = "closed"
+            self.channel.close("rejected")
+            if not self.joined.done():
+                self.joined.set_result(Rejected(msg.flag, msg.detail))
+        else:
+            self._protocol_error(f"expected Accept or Reject, got {type(msg).__name__}")
+            if not self.joined.done():
+                self.joined.set_result(Rejected("protocol", f"unexpected {type(msg).__name__}"))
+
+
+# ----------------------------------------------------------------------------- context
+
+
+class Context:
+    """An actor's view of the world (one per actor incarnation).
+
+    Attributes:
+        name: The actor's name.
+        incarnation: 0 for the first life, +1 at every restart.
+        seeds: The actor's node of the seed tree, ``("actor", name)``.
+    """
+
+    def __init__(self, sim: Simulation, name: str, incarnation: int) -> None:
+        self.name = name
+        self.incarnation = incarnation
+        self.seeds: SeedTree = sim.seeds.child("actor", name)
+        self._sim = sim
+        self._loop = asyncio.get_running_loop()
+        self._heartbeat: HeartbeatConfig = sim.heartbeat
+        self._peers: dict[str, _Connection] = {}
+        self._pending: list[_Connection] = []
+        self._mailbox: deque[Received] = deque()
+        self._waiters: list[_Waiter] = []
+        self._peer_watchers: list[asyncio.Future[None]] = []
+        self._listener: Listener | None = None
+        self._token = ""
+        self._alive = True
+        self.waiting_on = "starting"
+        self.speed = 1.0
+
+    def __repr__(self) -> str:
+        return f"<Context {self.name}#{self.incarnation}>"
+
+    # -- time, randomness, records ---------------------------------------------------------
+
+    def now(self) -> float:
+        """The current time in seconds since the run started."""
+        return self._sim.now()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` (virtual seconds in virtual mode)."""
+        self.waiting_on = f"sleep({seconds:g})"
+        await anyio.sleep(seconds)
+        self.waiting_on = "running"
+
+    async def compute(self, seconds: float) -> None:
+        """Spend ``seconds`` of modelled compute time, scaled by slowdowns."""
+        self.waiting_on = f"compute({seconds:g})"
+        await anyio.sleep(seconds * self.speed)
+        self.waiting_on = "running"
+
+    def rng(self, *path: PathPart) -> np.random.Generator:
+        """A fresh generator for ``("actor", name, *path)`` in the seed tree."""
+        return self.seeds.numpy(*path)
+
+    def log(self, text: str) -> None:
+        """Record a free-text line in the trace."""
+        self._record("log", info=text)
+
+    def mark(self, label: str, info: str = "") -> None:
+        """Record a protocol milestone (a round start, a stage) in the trace."""
+        self._record("mark", type=label, info=info)
+
+    def _record(self, kind: str, dst: str = "", type: str = "", info: str = "") -> None:
+        self._sim.trace.record(self._loop.time(), kind, self.name, dst, type, 0, "", info)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def listen(self, *, token: str = "") -> None:
+        """Accept joins at this actor's name (with ``token`` if not empty)."""
+        if self._listener is not None:
+            return
+        self._token = token
+        self._listener = self._sim.transport.listen(self.name, self.name)
+        self._listener.start(self._on_accept)
+
+    async def connect(
+        self, server: str, *, token: str = "", timeout: float = 10.0, name: str | None = None
+    ) -> None:
+        """Join the actor listening at ``server``.
+
+        Raises:
+            ConnectError: Nothing listens there.
+            Rejected: The server refused the join (version, token, name).
+            TimeoutError: No answer within ``timeout`` seconds.
+        """
+        channel = await self._sim.transport.connect(self.name, server)
+        conn = _Connection(self, channel, "connecting", name or channel.remote)
+        conn.joined = self._loop.create_future()
+        channel.start(conn.on_message, conn.on_close)
+        conn.send(Join(self.name, PROTOCOL_VERSION, token))
+        self.waiting_on = f"connect({server})"
+        try:
+            with anyio.fail_after(timeout):
+                outcome = await conn.joined
+        except TimeoutError:
+            conn.close("join timed out")
+            raise TimeoutError(f"{self.name}: no answer to Join from {server} in {timeout:g} s") from None
+        finally:
+            self.waiting_on = "running"
+        if outcome is not None:
+            raise outcome
+
+    def peers(self) -> list[str]:
+        """The names of the connected peers, sorted."""
+        return sorted(self._peers)
+
+    def is_connected(self, peer: str) -> bool:
+        """Whether ``peer`` is currently connected."""
+        return peer in self._peers
+
+    async def wait_for_peers(self, n: int, timeout: float | None = None) -> list[str]:
+        """Wait until at least ``n`` peers are connected; return them sorted.
+
+        Raises:
+            TimeoutError: Fewer than ``n`` after ``timeout`` seconds.
+        """
+        self.waiting_on = f"wait_for_peers({n})"
+        try:
+            with anyio.fail_after(timeout):
+                while len(self._peers) < n:
+                    fut: asyncio.Future[None] = self._loop.create_future()
+                    self._peer_watchers.append(fut)
+                    await fut
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.name}: {len(self._peers)} of {n} peers after {timeout:g} s"
+            ) from None
+        finally:
+            self.waiting_on = "running"
+        return self.peers()
+
+    def _on_accept(self, channel: Channel) -> None:
+        if not self._alive:
+            channel.close("actor is down")
+            return
+        conn = _Connection(self, channel, "joining", channel.remote)
+        self._pending.append(conn)
+        channel.start(conn.on_message, conn.on_close)
+
+    def _join_problem(self, join: Join) -> tuple[str, str] | None:
+        if not version_compatible(PROTOCOL_VERSION, join.version):
+            return "version", f"server speaks {PROTOCOL_VERSION}, client {join.version}"
+        if self._token and not hmac.compare_digest(join.token.encode(), self._token.encode()):
+            return "auth", "wrong token"
+        if not join.name or len(join.name) > _MAX_NAME or not join.name.isprintable():
+            return "name", f"invalid actor name {join.name[:40]!r}"
+        return None
+
+    def _add_peer(self, conn: _Connection) -> None:
+        if conn in self._pending:
+            self._pending.remove(conn)
+        old = self._peers.get(conn.peer)
+        if old is not None and old is not conn:
+            self._lost_peer(old, "replaced by a new connection")
+        conn.state = "open"
+        self._peers[conn.peer] = conn
+        self._record("peer_up", conn.peer)
+        conn.start_heartbeats()
+        watchers, self._peer_watchers = self._peer_watchers, []
+        for fut in watchers:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _lost_peer(self, conn: _Connection, reason: str) -> None:
+        if self._peers.get(conn.peer) is not conn:
+            conn.close(reason)
+            return
+        del self._peers[conn.peer]
+        conn.close(reason)
+        self._record("peer_down", conn.peer, info=reason)
+        down = _PeerDown(conn.peer, reason)
+        for waiter in list(self._waiters):
+            if waiter.sources is not None and conn.peer in waiter.sources:
+                self._waiters.remove(waiter)
+                if not waiter.future.done():
+                    waiter.future.set_result(down)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _conn(self, dst: str) -> _Connection:
+        conn = self._peers.get(dst)
+        if conn is None:
+            raise PeerGone(dst)
+        return conn
+
+    async def send(self, dst: str, msg: Message) -> int:
+        """Send ``msg`` to peer ``dst``; return the encoded size in bytes.
+
+        Raises:
+            PeerGone: ``dst`` is not connected (or the connection just broke).
+        """
+        return self.send_nowait(dst, msg)
+
+    def send_nowait(self, dst: str, msg: Message) -> int:
+        """Like :meth:`send`, without a checkpoint."""
+        if not self._alive:
+            return 0
+        conn = self._conn(dst)
+        try:
+            return conn.send(Send(msg.typename, msg))
+        except (ChannelClosed, BrokenChannel) as exc:
+            self._lost_peer(conn, str(exc))
+            raise PeerGone(dst, str(exc)) from None
+
+    async def broadcast(self, dsts: Sequence[str], msg: Message) -> list[str]:
+        """Send one message to several peers, encoding it once.
+
+        Returns:
+            The peers that could not be reached (sorted).
+        """
+        if not self._alive:
+            return sorted(dsts)
+        parts = encode_action(Send(msg.typename, msg), self._sim.max_body)
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        assert isinstance(body, bytes)
+        failed = []
+        for dst in sorted(dsts):
+            conn = self._peers.get(dst)
+            if conn is None:
+                failed.append(dst)
+                continue
+            try:
+                conn.send_encoded(body, msg.typename)
+            except (ChannelClosed, BrokenChannel) as exc:
+                self._lost_peer(conn, str(exc))
+                failed.append(dst)
+        return failed
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _deliver(self, src: str, message: SerializedMessage) -> None:
+        item = Received(src, message, self._loop.time())
+        type_name = message.type
+        for i, waiter in enumerate(self._waiters):
+            if waiter.wants(src, type_name) and not waiter.future.done():
+                del self._waiters[i]
+                waiter.future.set_result(item)
+                return
+        self._mailbox.append(item)
+
+    def _take(self, types: frozenset[str] | None, sources: frozenset[str] | None) -> Received | None:
+        for i, item in enumerate(self._mailbox):
+            if (types is None or item.message.type in types) and (
+                sources is None or item.src in sources
+            ):
+                del self._mailbox[i]
+                return item
+        return None
+
+    def pending(self, types: TypeFilter = None) -> int:
+        """How many received messages (of ``types``) wait in the mailbox."""
+        names = _type_names(types)
+        return sum(1 for item in self._mailbox if names is None or item.message.type in names)
+
+    async def recv(
+        self, types: TypeFilter = None, *, src: str | None = None, timeout: float | None = None
+    ) -> Received:
+        """Take the oldest message matching ``types`` (and ``src``) from the mailbox.
+
+        Args:
+            types: Type names or Message classes to accept; ``None`` for any.
+            src: Only from this peer.
+            timeout: Seconds to wait at most.
+
+        Raises:
+            TimeoutError: Nothing matching arrived within ``timeout``.
+            PeerGone: ``src`` is (or went) away and sent nothing matching.
+        """
+        names = _type_names(types)
+        sources = frozenset((src,)) if src is not None else None
+        item = self._take(names, sources)
+        if item is not None:
+            return item
+        if src is not None and src not in self._peers:
+            raise PeerGone(src)
+        result = await self._wait(names, sources, timeout, f"recv({_describe(names, src)})")
+        if result is _TIMEOUT:
+            raise TimeoutError(f"{self.name}: no {_describe(names, src)} within {timeout:g} s")
+        if isinstance(result, _PeerDown):
+            raise PeerGone(result.peer, result.reason)
+        assert isinstance(result, Received)
+        return result
+
+    async def _wait(
+        self,
+        names: frozenset[str] | None,
+        sources: frozenset[str] | None,
+        timeout: float | None,
+        label: str,
+    ) -> object:
+        waiter = _Waiter(self._loop.create_future(), names, sources)
+        self._waiters.append(waiter)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_at(self._loop.time() + timeout, _expire, waiter.future)
+        self.waiting_on = label
+        try:
+            return await waiter.future
+        finally:
+            self.waiting_on = "running"
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def request(
+        self, dst: str, msg: Message, reply: TypeFilter = None, *, timeout: float | None = None
+    ) -> Received:
+        """Send ``msg`` to ``dst`` and wait for its next message of type ``reply``.
+
+        Raises:
+            PeerGone: ``dst`` is or went away before replying.
+            TimeoutError: No reply within ``timeout`` seconds.
+        """
+        self.send_nowait(dst, msg)
+        return await self.recv(reply, src=dst, timeout=timeout)
+
+    async def wait_for_replies(
+        self, peers: Iterable[str], types: TypeFilter = None, *, timeout: float | None = None
+    ) -> tuple[dict[str, Received], list[str]]:
+        """Collect one message (of ``types``) from each of ``peers``.
+
+        Returns early once every peer has replied or gone; otherwise waits up
+        to ``timeout`` seconds.
+
+        Returns:
+            ``(replies, failed)``: the first matching message of each peer that
+            answered, and the sorted names of those that did not (gone, or
+            silent until the deadline).
+        """
+        names = _type_names(types)
+        waiting = set()
+        replies: dict[str, Received] = {}
+        failed: list[str] = []
+        for peer in sorted(set(peers)):
+            item = self._take(names, frozenset((peer,)))
+            if item is not None:
+                replies[peer] = item
+            elif peer in self._peers:
+                waiting.add(peer)
+            else:
+                failed.append(peer)
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while waiting:
+            left = None if deadline is None else max(0.0, deadline - self._loop.time())
+            label = f"wait_for_replies({len(waiting)} left, {_describe(names, None)})"
+            result = await self._wait(names, frozenset(waiting), left, label)
+            if result is _TIMEOUT:
+                break
+            if isinstance(result, _PeerDown):
+                waiting.discard(result.peer)
+                failed.append(result.peer)
+            else:
+                assert isinstance(result, Received)
+                waiting.discard(result.src)
+                replies[result.src] = result
+        failed.extend(waiting)
+        return dict(sorted(replies.items())), sorted(failed)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _shutdown(self, reason: str) -> None:
+        """The actor ended normally: say goodbye to every peer and close."""
+        if not self._alive:
+            return
+        self._alive = False
+        if self._listener is not None:
+            self._listener.close()
+        for conn in [*self._pending, *(self._peers[name] for name in sorted(self._peers))]:
+            if conn.state == "open":
+                try:
+                    conn.channel.send_nowait(Drop(reason))
+                except (ChannelClosed, BrokenChannel):
+                    pass
+            conn.close(reason)
+        self._peers.clear()
+        self._pending.clear()
+
+    def _kill(self) -> None:
+        """The actor crashed: stop everything without a word (the network was told)."""
+        self._alive = False
+        for conn in [*self._pending, *self._peers.values()]:
+            conn.state = "closed"
+            if conn._timer is not None:
+                conn._timer.cancel()
+        self._peers.clear()
+        self._pending.clear()
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.cancel()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_TIMEOUT)
+
+
+def _describe(names: frozenset[str] | None, src: str | None) -> str:
+    what = "|".join(sorted(names)) if names else "message"
+    return f"{what} from {src}" if src else what
+
+
+ActorFactory = Callable[[], Actor]

@@ -1,0 +1,47 @@
+"""Channels: one interface, several transports (in-memory now, TCP next)."""
+
+from simkit.channels._base import (
+    BrokenChannel,
+    Channel,
+    ChannelClosed,
+    ChannelError,
+    ConnectError,
+    Listener,
+    OnClose,
+    OnMessage,
+    Transport,
+)
+from simkit.channels.memory import (
+    Constant,
+    Latency,
+    LinkModel,
+    LogNormal,
+    MemoryChannel,
+    MemoryListener,
+    MemoryNetwork,
+    NetworkModel,
+    Uniform,
+    latency_from_spec,
+)
+
+__all__ = [
+    "BrokenChannel",
+    "Channel",
+    "ChannelClosed",
+    "ChannelError",
+    "ConnectError",
+    "Constant",
+    "Latency",
+    "LinkModel",
+    "Listener",
+    "LogNormal",
+    "MemoryChannel",
+    "MemoryListener",
+    "MemoryNetwork",
+    "NetworkModel",
+    "OnClose",
+    "OnMessage",
+    "Transport",
+    "Uniform",
+    "latency_from_spec",
+]
