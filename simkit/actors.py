@@ -21,6 +21,7 @@ import asyncio
 import hmac
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -148,7 +149,7 @@ class _Waiter:
         self,
         future: asyncio.Future[Any],
         types: frozenset[str] | None,
-        sources: frozenset[str] | None,
+        sources: AbstractSet[str] | None,
     ) -> None:
         self.future = future
         self.types = types
@@ -201,7 +202,7 @@ class _Connection:
         self.peer = peer
         self.monitor = LivenessMonitor(ctx._heartbeat, ctx._loop.time())
         self._timer: asyncio.TimerHandle | None = None
-        self.joined: asyncio.Future[Rejected | None] | None = None
+        self.joined: asyncio.Future[ConnectError | None] | None = None
 
     # -- sending -----------------------------------------------------------------------
 
@@ -267,8 +268,10 @@ class _Connection:
             self.ctx._lost_peer(self, str(exc))
 
     def on_close(self, reason: str) -> None:
+        if self.state == "joining":
+            self.ctx._drop_pending(self)
         if self.state == "connecting" and self.joined is not None and not self.joined.done():
-            self.joined.set_result(Rejected("closed", reason))
+            self.joined.set_result(ConnectError(f"connection closed during join: {reason}"))
         if self.state == "open":
             self.ctx._lost_peer(self, f"connection closed: {reason}")
         self.state = "closed"
@@ -300,6 +303,7 @@ class _Connection:
                 self.channel.send_nowait(Reject(flag, detail))
             except (ChannelClosed, BrokenChannel):
                 pass
+            self.ctx._drop_pending(self)
             self.close(f"rejected: {flag}")
             return
         self.peer = msg.name
@@ -409,7 +413,8 @@ class Context:
         """Join the actor listening at ``server``.
 
         Raises:
-            ConnectError: Nothing listens there.
+            ConnectRefused: Nothing listens there.
+            ConnectError: The connection closed during the handshake.
             Rejected: The server refused the join (version, token, name).
             TimeoutError: No answer within ``timeout`` seconds.
         """
@@ -424,7 +429,9 @@ class Context:
                 outcome = await conn.joined
         except TimeoutError:
             conn.close("join timed out")
-            raise TimeoutError(f"{self.name}: no answer to Join from {server} in {timeout:g} s") from None
+            raise TimeoutError(
+                f"{self.name}: no answer to Join from {server} in {timeout:g} s"
+            ) from None
         finally:
             self.waiting_on = "running"
         if outcome is not None:
@@ -466,6 +473,19 @@ class Context:
         conn = _Connection(self, channel, "joining", channel.remote)
         self._pending.append(conn)
         channel.start(conn.on_message, conn.on_close)
+        if conn.state == "joining":  # a client that never says Join is shown the door
+            deadline = self._loop.time() + self._heartbeat.silence_limit
+            self._loop.call_at(deadline, self._join_expired, conn)
+
+    def _join_expired(self, conn: _Connection) -> None:
+        if conn.state == "joining":
+            self._record("protocol_error", conn.peer, info="no Join in time")
+            self._drop_pending(conn)
+            conn.close("no Join in time")
+
+    def _drop_pending(self, conn: _Connection) -> None:
+        if conn in self._pending:
+            self._pending.remove(conn)
 
     def _join_problem(self, join: Join) -> tuple[str, str] | None:
         if not version_compatible(PROTOCOL_VERSION, join.version):
@@ -477,8 +497,7 @@ class Context:
         return None
 
     def _add_peer(self, conn: _Connection) -> None:
-        if conn in self._pending:
-            self._pending.remove(conn)
+        self._drop_pending(conn)
         old = self._peers.get(conn.peer)
         if old is not None and old is not conn:
             self._lost_peer(old, "replaced by a new connection")
@@ -568,7 +587,9 @@ class Context:
                 return
         self._mailbox.append(item)
 
-    def _take(self, types: frozenset[str] | None, sources: frozenset[str] | None) -> Received | None:
+    def _take(
+        self, types: frozenset[str] | None, sources: frozenset[str] | None
+    ) -> Received | None:
         for i, item in enumerate(self._mailbox):
             if (types is None or item.message.type in types) and (
                 sources is None or item.src in sources
@@ -614,7 +635,7 @@ class Context:
     async def _wait(
         self,
         names: frozenset[str] | None,
-        sources: frozenset[str] | None,
+        sources: AbstractSet[str] | None,
         timeout: float | None,
         label: str,
     ) -> object:
@@ -659,7 +680,7 @@ class Context:
             silent until the deadline).
         """
         names = _type_names(types)
-        waiting = set()
+        waiting: set[str] = set()  # the waiter watches this live set
         replies: dict[str, Received] = {}
         failed: list[str] = []
         for peer in sorted(set(peers)):
@@ -674,7 +695,7 @@ class Context:
         while waiting:
             left = None if deadline is None else max(0.0, deadline - self._loop.time())
             label = f"wait_for_replies({len(waiting)} left, {_describe(names, None)})"
-            result = await self._wait(names, frozenset(waiting), left, label)
+            result = await self._wait(names, waiting, left, label)
             if result is _TIMEOUT:
                 break
             if isinstance(result, _PeerDown):
@@ -715,9 +736,6 @@ class Context:
                 conn._timer.cancel()
         self._peers.clear()
         self._pending.clear()
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.cancel()
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

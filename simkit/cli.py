@@ -227,7 +227,22 @@ def _trace_args(parser: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- parser
 
+
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="the run's seed (default 7)")
+    parser.add_argument("--trace", metavar="FILE", help="write the trace as JSONL")
+    parser.add_argument("--mermaid", metavar="FILE", help="write a Mermaid sequence diagram")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from simkit.demo import print_demo
+
+    print_demo(args.seed, args.trace, args.mermaid)
+    return 0
+
+
 COMMANDS: list[Command] = [
+    Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),
     Command("trace", "inspect, compare and draw recorded traces", _trace_args),
 ]
 """Top-level subcommands, in ``--help`` order; append to add one."""

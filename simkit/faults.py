@@ -266,7 +266,8 @@ def fault_from_dict(table: Mapping[str, Any], where: str = "fault") -> Fault:
         if not (isinstance(groups, Sequence) and len(groups) == 2):
             raise FaultError(f"{where}.groups: expected two lists of actor names")
         params["groups"] = tuple(tuple(g) for g in groups)
-    return _build(cls, params, where)
+    fault: Fault = _build(cls, params, where)
+    return fault
 
 
 def _build(cls: type[Any], params: dict[str, Any], where: str) -> Any:
@@ -315,9 +316,7 @@ class FaultSchedule:
         items = data.get("faults", [])
         if not isinstance(items, list):
             raise FaultError(f"{source}.faults: expected a list of tables")
-        return cls(
-            tuple(fault_from_dict(t, f"{source}.faults[{i}]") for i, t in enumerate(items))
-        )
+        return cls(tuple(fault_from_dict(t, f"{source}.faults[{i}]") for i, t in enumerate(items)))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -335,7 +334,9 @@ class FaultSchedule:
         blocks = []
         for fault in self.faults:
             lines = ["[[faults]]"]
-            lines += [f"{key} = {_toml_value(value)}" for key, value in fault_to_dict(fault).items()]
+            lines += [
+                f"{key} = {_toml_value(value)}" for key, value in fault_to_dict(fault).items()
+            ]
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks) + ("\n" if blocks else "")
 

@@ -25,7 +25,7 @@ import itertools
 import selectors
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 Mode = Literal["virtual", "real"]
 
 
@@ -80,8 +81,8 @@ class _SeqTimerHandle(asyncio.TimerHandle):
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, _SeqTimerHandle):
             return NotImplemented
-        if self._when != other._when:
-            return self._when < other._when
+        if self.when() != other.when():
+            return self.when() < other.when()
         return self._seq < other._seq
 
     def __le__(self, other: object) -> bool:
@@ -171,19 +172,19 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """Schedule ``callback`` at virtual time ``when`` (FIFO among equal times)."""
-        self._check_closed()
+        self._check_closed()  # type: ignore[attr-defined]
         timer = _SeqTimerHandle(when, next(self._timer_seq), callback, args, self, context)
         heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
 
     def run_in_executor(
-        self, executor: Executor | None, func: Callable[..., T], *args: Any
+        self, executor: Executor | None, func: Callable[[Unpack[Ts]], T], *args: *Ts
     ) -> asyncio.Future[T]:
         """Run outside work; virtual time does not advance until it completes."""
         fut = super().run_in_executor(executor, func, *args)
@@ -242,7 +243,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         return ", ".join(sorted(names))
 
 
-class outside_work:  # noqa: N801 - used like a function: `with outside_work():`
+class outside_work:
     """Mark a block that awaits work done outside the loop (threads, processes).
 
     In virtual mode the clock stands still while such work is pending, so the

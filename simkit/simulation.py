@@ -13,7 +13,6 @@ dies loudly; the others go on, unless ``fail_fast`` is set.
 from __future__ import annotations
 
 import asyncio
-import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -273,8 +272,8 @@ class Simulation:
             self._done.set()
 
     def _check_done(self) -> None:
-        if self._done is None:
-            return
+        if self._done is None or all(spec.daemon for spec in self._specs.values()):
+            return  # only `until` ends a run of daemons
         for spec in self._specs.values():
             if not spec.daemon and (
                 spec.running or spec.incarnation < 0 or self._pending_restarts.get(spec.name)
@@ -315,7 +314,9 @@ class Simulation:
             self._pending_restarts[fault.actor] -= 1
         self.apply(fault)
 
-    def _on_event(self, t: float, kind: str, src: str, dst: str, type_name: str, nbytes: int) -> None:
+    def _on_event(
+        self, t: float, kind: str, src: str, dst: str, type_name: str, nbytes: int
+    ) -> None:
         for i, (trigger, fault) in enumerate(self._triggered):
             if trigger.matches(kind, src, dst, type_name):
                 self._trigger_counts[i] += 1
@@ -388,7 +389,3 @@ class Simulation:
             self._crash_now(spec, loud=False)
         assert self._tg is not None
         self._tg.start_soon(self._run_incarnation, spec, name=f"actor:{name}")
-
-
-def _finite(x: float) -> bool:
-    return math.isfinite(x)

@@ -23,7 +23,9 @@ from simkit.rng import SeedTree
 SCHEDULE = FaultSchedule(
     (
         Crash(at=1.5, actor="c1"),
-        Crash(on=Trigger(kind="send", src="c3", type="MaskedInput", count=2), actor="c3", mode="loud"),
+        Crash(
+            on=Trigger(kind="send", src="c3", type="MaskedInput", count=2), actor="c3", mode="loud"
+        ),
         Restart(at=9.0, actor="c1"),
         Partition(at=2.0, groups=(("server",), ("c4", "c5"))),
         Heal(at=3.0),
@@ -67,10 +69,15 @@ def test_trigger_matching() -> None:
 def test_generators_are_seeded_and_sorted() -> None:
     names = [f"c{i:02d}" for i in range(50)]
     a = random_crashes(names, SeedTree(1).numpy("f"), rate=0.3, window=(0, 10), restart_after=5)
-    b = random_crashes(reversed(names), SeedTree(1).numpy("f"), rate=0.3, window=(0, 10), restart_after=5)
-    assert a == b and len(a) > 0
+    b = random_crashes(
+        reversed(names), SeedTree(1).numpy("f"), rate=0.3, window=(0, 10), restart_after=5
+    )
+    assert a == b
+    assert len(a) > 0
     assert all(0 <= f.at <= 15 for f in a if f.at is not None)
-    drops = per_round_dropouts(names, SeedTree(2).numpy("d"), rate=0.2, rounds=5, round_type="TrainRequest")
+    drops = per_round_dropouts(
+        names, SeedTree(2).numpy("d"), rate=0.2, rounds=5, round_type="TrainRequest"
+    )
     actors = [f.actor for f in drops if isinstance(f, Crash)]
     assert len(actors) == len(set(actors))  # each drops at most once
     assert FaultSchedule.from_toml(drops.to_toml()) == drops

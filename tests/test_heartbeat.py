@@ -58,4 +58,5 @@ def test_silent_crash_is_declared_within_bounds(
         t += interval
     declared = mon.gone_at()
     assert crash + interval * misses - 1e-6 <= declared <= crash + interval * (misses + 1) + 1e-6
-    assert mon.is_gone(declared) and not mon.is_gone(declared - 1e-3)
+    assert mon.is_gone(declared)
+    assert not mon.is_gone(declared - 1e-3)

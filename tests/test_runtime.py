@@ -63,7 +63,7 @@ def test_deadlock_names_the_blocked_tasks() -> None:
 
 def test_max_time_ends_a_runaway_run() -> None:
     async def main() -> None:
-        while True:
+        while True:  # noqa: ASYNC110 - a runaway loop is the point
             await anyio.sleep(1.0)
 
     with pytest.raises(VirtualTimeLimitExceeded, match="max_time=50"):

@@ -23,6 +23,7 @@ __all__ = [
     "ChannelClosed",
     "ChannelError",
     "ConnectError",
+    "ConnectRefused",
     "Listener",
     "OnClose",
     "OnMessage",
@@ -46,7 +47,11 @@ class BrokenChannel(ChannelError):
 
 
 class ConnectError(ChannelError):
-    """Nothing listens at the address, or the connection could not be made."""
+    """The connection could not be made or was closed during the handshake."""
+
+
+class ConnectRefused(ConnectError):
+    """Nothing listens at the address."""
 
 
 class Channel(abc.ABC):
@@ -152,5 +157,5 @@ class Transport(abc.ABC):
         """Open a connection from actor ``owner`` to ``address``.
 
         Raises:
-            ConnectError: Nothing listens at ``address``.
+            ConnectRefused: Nothing listens at ``address``.
         """

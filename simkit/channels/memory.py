@@ -34,6 +34,7 @@ from simkit.channels._base import (
     Channel,
     ChannelClosed,
     ConnectError,
+    ConnectRefused,
     Listener,
     OnClose,
     OnMessage,
@@ -190,6 +191,8 @@ class LinkModel:
     loss: float = 0.0
 
     def __post_init__(self) -> None:
+        # A number or a {"kind": ...} table is accepted too (scenario files).
+        object.__setattr__(self, "latency", latency_from_spec(self.latency))
         if self.bandwidth is not None and not self.bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0 bytes/s or None, got {self.bandwidth!r}")
         if not 0.0 <= self.loss <= 1.0:
@@ -277,11 +280,11 @@ class MemoryNetwork(Transport):
         """Connect at once (the in-memory handshake takes no time).
 
         Raises:
-            ConnectError: Nothing listens at ``address``.
+            ConnectRefused: Nothing listens at ``address``.
         """
         listener = self._listeners.get(address)
         if listener is None:
-            raise ConnectError(f"{owner}: nothing listens at {address!r}")
+            raise ConnectRefused(f"{owner}: nothing listens at {address!r}")
         mine = MemoryChannel(self, owner, listener.owner)
         theirs = MemoryChannel(self, listener.owner, owner)
         mine._peer, theirs._peer = theirs, mine
@@ -540,14 +543,28 @@ class MemoryChannel(Channel):
         net = self._network
         now = net.loop().time()
         if sender._dead or self._closed:
-            reason = "sender crashed" if sender._dead else "receiver closed"
-            net.trace.record(now, "lost", sender.local, self.local, type_name, len(body), digest, reason)
+            if sender._dead:
+                reason = "sender crashed"
+            else:
+                reason = "receiver crashed" if self._dead else "receiver closed"
+            net.trace.record(
+                now, "lost", sender.local, self.local, type_name, len(body), digest, reason
+            )
             return
         net.trace.record(now, "deliver", sender.local, self.local, type_name, len(body), digest)
         try:
             msg = decode_action(body, net.max_body)
         except DecodeError as exc:
-            net.trace.record(now, "decode_error", sender.local, self.local, type_name, len(body), digest, str(exc))
+            net.trace.record(
+                now,
+                "decode_error",
+                sender.local,
+                self.local,
+                type_name,
+                len(body),
+                digest,
+                str(exc),
+            )
             self._fail(f"undecodable message from {sender.local}: {exc}")
             return
         if self._on_message is not None:

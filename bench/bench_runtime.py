@@ -1,0 +1,200 @@
+"""Runtime benchmarks (issue 3). Prints one JSON object; asserts nothing.
+
+1. ``messages``: small messages per second through simkit (encode, seeded
+   network, trace on, deliver, decode) against, in the same run, a bare anyio
+   memory object stream carrying msgpack-packed payloads of the same size.
+2. ``big_array``: one 10^7-element float32 array across the in-memory channel,
+   against ``np.copy`` of the same array (the channel makes one copy).
+3. ``heartbeats``: 100 actors heartbeating every second for one virtual hour.
+
+Usage: ``python bench/bench_runtime.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import msgpack
+import numpy as np
+
+from simkit.actors import Actor, Context
+from simkit.heartbeat import HeartbeatConfig
+from simkit.messages import Message
+from simkit.runtime import run
+from simkit.simulation import Simulation
+from simkit.trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Blob(Message):
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor(Message):
+    array: np.ndarray
+
+
+class Sink(Actor):
+    name = "sink"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.total = 0
+
+    async def run(self, ctx: Context) -> None:
+        ctx.listen()
+        for _ in range(self.count):
+            got = await ctx.recv()
+            msg = got.decode()
+            self.total += getattr(msg, "seq", 1)
+
+
+class Source(Actor):
+    name = "source"
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+
+    async def run(self, ctx: Context) -> None:
+        await ctx.connect("sink")
+        for i, msg in enumerate(self.messages):
+            ctx.send_nowait("sink", msg)
+            if i % 64 == 63:
+                await anyio.lowlevel.checkpoint()
+        await ctx.sleep(1e6)
+
+
+def simkit_messages(n: int, size: int, trace_heartbeats: bool = True) -> dict[str, Any]:
+    payload = bytes(size)
+    msgs: list[Message] = [Blob(i, payload) for i in range(n)]
+    sim = Simulation(seed=1, trace=Trace(keep=True, heartbeats=trace_heartbeats))
+    sink = Sink(n)
+    sim.add(sink)
+    sim.add(Source(msgs), daemon=True)
+    t0 = time.perf_counter()
+    result = sim.run()
+    wall = time.perf_counter() - t0
+    sends = [e for e in result.trace.events if e.kind == "send" and e.type == "Blob"]
+    return {"wall_s": wall, "per_s": n / wall, "frame_bytes": sends[0].nbytes}
+
+
+def bare_stream_messages(n: int, size: int, virtual: bool) -> dict[str, Any]:
+    payload = bytes(size)
+
+    async def main() -> float:
+        send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=float("inf"))
+        total = 0
+
+        async def consumer() -> None:
+            nonlocal total
+            async with receive:
+                async for raw in receive:
+                    total += msgpack.unpackb(raw)["seq"]
+
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consumer)
+            async with send:
+                for i in range(n):
+                    send.send_nowait(msgpack.packb({"seq": i, "data": payload}))
+                    if i % 64 == 63:
+                        await anyio.lowlevel.checkpoint()
+        return time.perf_counter() - t0
+
+    wall = run(main, mode="virtual" if virtual else "real")
+    return {"wall_s": wall, "per_s": n / wall}
+
+
+def big_array(n: int) -> dict[str, Any]:
+    arr = np.arange(n, dtype=np.float32)
+    out: dict[str, Any] = {"elements": n, "bytes": arr.nbytes}
+    t0 = time.perf_counter()
+    for _ in range(5):
+        np.copy(arr)
+    copy_s = (time.perf_counter() - t0) / 5
+    out["np_copy_GBps"] = arr.nbytes / copy_s / 1e9
+    for digests in (False, True):
+        sim = Simulation(seed=1)
+        sim.transport.digests = digests  # type: ignore[attr-defined]
+        sink = Sink(1)
+        sim.add(sink)
+        sim.add(Source([Tensor(arr)]), daemon=True)
+        t0 = time.perf_counter()
+        sim.run()
+        wall = time.perf_counter() - t0
+        key = "channel_with_digest" if digests else "channel"
+        out[f"{key}_GBps"] = arr.nbytes / wall / 1e9
+        out[f"{key}_vs_np_copy"] = copy_s / wall
+    return out
+
+
+class Idle(Actor):
+    def __init__(self, name: str, server: bool) -> None:
+        self.name = name
+        self.server = server
+
+    async def run(self, ctx: Context) -> None:
+        if self.server:
+            ctx.listen()
+        else:
+            await ctx.connect("hub")
+        await ctx.sleep(1e9)
+
+
+def heartbeats(actors: int, seconds: float, keep: bool) -> dict[str, Any]:
+    sim = Simulation(seed=1, heartbeat=HeartbeatConfig(1.0, 3), trace=Trace(keep=keep))
+    sim.add(Idle("hub", True), daemon=True)
+    for i in range(actors - 1):
+        sim.add(Idle(f"n{i:03d}", False), daemon=True)
+    t0 = time.perf_counter()
+    result = sim.run(until=seconds)
+    wall = time.perf_counter() - t0
+    stats = result.trace.stats()
+    downs = result.trace.count("peer_down")
+    return {
+        "actors": actors,
+        "virtual_s": seconds,
+        "wall_s": wall,
+        "messages": stats["messages"],
+        "messages_per_s": stats["messages"] / wall,
+        "false_dropouts": downs,
+        "trace_kept": keep,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args()
+    n = 20_000 if args.quick else 100_000
+    size = 200 - 20  # payload bytes, so that the encoded message is ~200 bytes
+    ours = simkit_messages(n, size)
+    bare_virtual = bare_stream_messages(n, size, virtual=True)
+    bare_real = bare_stream_messages(n, size, virtual=False)
+    report: dict[str, Any] = {
+        "messages": {
+            "count": n,
+            "simkit": ours,
+            "bare_anyio_stream_virtual_loop": bare_virtual,
+            "bare_anyio_stream_asyncio_loop": bare_real,
+            "ratio_vs_bare_virtual": ours["per_s"] / bare_virtual["per_s"],
+            "ratio_vs_bare_asyncio": ours["per_s"] / bare_real["per_s"],
+        },
+        "big_array": big_array(10**6 if args.quick else 10**7),
+        "heartbeats": heartbeats(100, 600.0 if args.quick else 3600.0, keep=False),
+        "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
