@@ -1,0 +1,211 @@
+"""The protocol plugin interface: how ``simkit run`` finds and drives a protocol.
+
+simkit never imports ``protocols/``. A protocol package registers a plugin
+object under the entry-point group ``simkit.protocols``::
+
+    [project.entry-points."simkit.protocols"]
+    fedavg = "protocols.fedavg:PLUGIN"
+
+The scenario loader turns a scenario file into a :class:`ScenarioSetup`
+(clients with their data shards and speeds, model and optimizer factories,
+training settings) and hands it, with a fresh
+:class:`~simkit.simulation.Simulation`, to the plugin's ``build``. The plugin
+adds its actors and returns a :class:`ProtocolRun` that reports rounds and
+final weights once the simulation has run. A third-party package registers its
+own protocol the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from simkit.rng import SeedTree
+
+if TYPE_CHECKING:
+    from simkit.simulation import Simulation
+    from simkit.training import Aggregator, CostModel, Dataset, Model, Optimizer, Weights
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ClientSetup",
+    "ProtocolPlugin",
+    "ProtocolRun",
+    "RoundRecord",
+    "ScenarioSetup",
+    "TrainingSetup",
+    "UnknownProtocol",
+    "available_protocols",
+    "find_protocol",
+]
+
+ENTRY_POINT_GROUP = "simkit.protocols"
+
+
+class UnknownProtocol(LookupError):
+    """No plugin is registered under that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSetup:
+    """One client: its name, data shard and compute speed.
+
+    Args:
+        name: The client's actor name (``c000`` ...).
+        train: Its training shard.
+        valid: Its evaluation shard (``None``: none).
+        speed: Compute speed factor (2.0 twice as fast, 0.25 a straggler).
+    """
+
+    name: str
+    train: Dataset
+    valid: Dataset | None = None
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSetup:
+    """The local work a client does per round (DecLearn's effort constraints).
+
+    Training stops at whichever limit comes first.
+    """
+
+    batch_size: int = 32
+    n_epoch: int | None = 1
+    n_steps: int | None = None
+    timeout: float | None = None
+    eval_batch_size: int = 256
+
+
+@dataclass(slots=True)
+class ScenarioSetup:
+    """Everything a protocol needs to build its actors, already validated.
+
+    Attributes:
+        name: The scenario's name.
+        seed: The run's seed.
+        seeds: The root of the seed tree.
+        rounds: Number of rounds to run.
+        clients: The clients, sorted by name.
+        test: Held-out data the server evaluates the global model on, if any.
+        model: Returns a fresh model with the initial weights (same every call).
+        client_optimizer: Returns a fresh client optimizer.
+        server_optimizer: Returns a fresh server optimizer.
+        aggregator: How client updates are combined.
+        training: The per-round local work.
+        cost: The compute cost model (virtual seconds).
+        protocol: The scenario's ``[protocol]`` table, for the plugin to validate.
+        secagg: The scenario's ``[secagg]`` table (``{"mode": "off"}`` by default).
+        on_round: Called by the protocol after every round (progress display).
+    """
+
+    name: str
+    seed: int
+    seeds: SeedTree
+    rounds: int
+    clients: tuple[ClientSetup, ...]
+    test: Dataset | None
+    model: Callable[[], Model]
+    client_optimizer: Callable[[], Optimizer]
+    server_optimizer: Callable[[], Optimizer]
+    aggregator: Aggregator
+    training: TrainingSetup
+    cost: CostModel
+    protocol: Mapping[str, Any] = field(default_factory=dict)
+    secagg: Mapping[str, Any] = field(default_factory=lambda: {"mode": "off"})
+    on_round: Callable[[RoundRecord], None] | None = None
+
+    @property
+    def client_names(self) -> list[str]:
+        """The clients' names, sorted."""
+        return [c.name for c in self.clients]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """What happened in one round, as the server saw it.
+
+    Attributes:
+        round: Round number (1-based).
+        sampled: Clients asked to take part (sorted).
+        replied: Clients whose reply was used (sorted).
+        failed: Sampled clients that did not reply in time or went away (sorted).
+        late: Replies from earlier rounds that arrived during this one (discarded).
+        loss: Training loss (mean over the replies), if known.
+        accuracy: Accuracy of the new global model on evaluation data, if evaluated.
+        eval_loss: Loss of the new global model on evaluation data, if evaluated.
+        t_start: Virtual time the round started.
+        t_end: Virtual time the round ended.
+        aborted: The round ended without an update (too few replies ...).
+        reason: Why it aborted.
+    """
+
+    round: int
+    sampled: tuple[str, ...]
+    replied: tuple[str, ...]
+    failed: tuple[str, ...]
+    late: int = 0
+    loss: float | None = None
+    accuracy: float | None = None
+    eval_loss: float | None = None
+    t_start: float = 0.0
+    t_end: float = 0.0
+    aborted: bool = False
+    reason: str = ""
+
+
+@runtime_checkable
+class ProtocolRun(Protocol):
+    """A built protocol, queried after the simulation has run."""
+
+    def rounds(self) -> list[RoundRecord]:
+        """The rounds run so far, in order (aborted ones included)."""
+        ...
+
+    def weights(self) -> Weights:
+        """The final global model weights."""
+        ...
+
+
+@runtime_checkable
+class ProtocolPlugin(Protocol):
+    """What a protocol package registers under ``simkit.protocols``."""
+
+    name: str
+
+    def validate(self, table: Mapping[str, Any], source: str) -> None:
+        """Check the scenario's ``[protocol]`` table.
+
+        Raises:
+            ValueError: A bad key or value; the message names ``source`` and
+                the key path (``scenarios/x.toml: protocol.fraction must ...``).
+        """
+        ...
+
+    def build(self, setup: ScenarioSetup, sim: Simulation) -> ProtocolRun:
+        """Add the protocol's actors to ``sim`` and return a handle on the run."""
+        ...
+
+
+def available_protocols() -> list[str]:
+    """The names registered under ``simkit.protocols``, sorted."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def find_protocol(name: str) -> ProtocolPlugin:
+    """Load the plugin registered as ``name``.
+
+    Raises:
+        UnknownProtocol: Nothing is registered under that name.
+        TypeError: The registered object is not a protocol plugin.
+    """
+    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not matches:
+        known = ", ".join(available_protocols()) or "none"
+        raise UnknownProtocol(f"unknown protocol {name!r} (registered: {known})")
+    plugin = matches[0].load()
+    if not isinstance(plugin, ProtocolPlugin):
+        raise TypeError(f"entry point {name!r} is not a simkit protocol plugin: {plugin!r}")
+    return plugin
