@@ -249,7 +249,8 @@ class _Connection:
                 assert isinstance(msg.payload, SerializedMessage)
                 self.ctx._deliver(self.peer, msg.payload)
             elif isinstance(msg, Ping):
-                self._reply_pong(msg.seq)
+                if self.monitor.pong_due(self.ctx._loop.time()):
+                    self._reply_pong(msg.seq)
             elif isinstance(msg, Pong):
                 self.monitor.pong(msg.seq, self.ctx._loop.time())
             elif isinstance(msg, Drop):

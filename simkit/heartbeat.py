@@ -2,8 +2,11 @@
 
 Each side of a connection makes sure the other hears from it at least every
 ``interval`` seconds: when it has sent nothing else for ``interval``, it sends
-a ``Ping``; a ``Ping`` is answered with a ``Pong`` (which gives the round-trip
-time). Anything received counts as a sign of life.
+a ``Ping``. A ``Ping`` is answered with a ``Pong`` (which gives the round-trip
+time) unless the answering side has spoken within the last half interval: its
+own next word is due soon anyway, and two sides ticking in step would
+otherwise exchange four messages per interval instead of two. Anything
+received counts as a sign of life.
 
 A peer's next word is due within ``interval`` of its last one. After
 ``misses`` more intervals of silence it is declared gone, that is
@@ -96,6 +99,10 @@ class LivenessMonitor:
         self.seq += 1
         self.last_sent = self._ping_at = now
         return self.seq
+
+    def pong_due(self, now: float) -> bool:
+        """Whether to answer a Ping now (not when we spoke within half an interval)."""
+        return now >= self.last_sent + self.config.interval / 2 - _EPS
 
     def pong(self, seq: int, now: float) -> None:
         """A Pong for ``seq`` arrived: measure the round-trip time."""
