@@ -138,6 +138,8 @@ class Simulation:
         self._triggered: list[tuple[Trigger, Fault]] = []
         self._pending_restarts: dict[str, int] = {}
         self._failure: BaseException | None = None
+        self._unfinished: set[str] = set()  # non-daemon actors not yet done
+        self._has_main = False
 
     # -- building ---------------------------------------------------------------------------
 
@@ -206,6 +208,8 @@ class Simulation:
         if isinstance(loop, VirtualEventLoop):
             loop.describe_blocked = self._describe_blocked
         self._done = anyio.Event()
+        self._unfinished = {name for name, spec in self._specs.items() if not spec.daemon}
+        self._has_main = bool(self._unfinished)
         self._arm_faults()
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -245,6 +249,8 @@ class Simulation:
         actor.name = spec.name
         ctx = Context(self, spec.name, spec.incarnation)
         spec.ctx, spec.running = ctx, True
+        if not spec.daemon:
+            self._unfinished.add(spec.name)
         info = f"incarnation {spec.incarnation}"
         self.trace.record(self._t(), "actor_start", spec.name, "", "", 0, "", info)
         with anyio.CancelScope() as scope:
@@ -258,7 +264,7 @@ class Simulation:
                 ctx._shutdown("actor finished")
         if spec.ctx is ctx:
             spec.running = False
-            self._check_done()
+            self._settle(spec)
 
     def _actor_failed(self, spec: _Spec, ctx: Context, exc: Exception) -> None:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -272,14 +278,17 @@ class Simulation:
             self._done.set()
 
     def _check_done(self) -> None:
-        if self._done is None or all(spec.daemon for spec in self._specs.values()):
+        """End the run once no non-daemon actor is left to run (O(1) per call)."""
+        if self._done is None or not self._has_main:
             return  # only `until` ends a run of daemons
-        for spec in self._specs.values():
-            if not spec.daemon and (
-                spec.running or spec.incarnation < 0 or self._pending_restarts.get(spec.name)
-            ):
-                return
-        self._done.set()
+        if not self._unfinished:
+            self._done.set()
+
+    def _settle(self, spec: _Spec) -> None:
+        """Book an actor's end: finished unless it runs or will restart."""
+        if not spec.daemon and not spec.running and not self._pending_restarts.get(spec.name):
+            self._unfinished.discard(spec.name)
+        self._check_done()
 
     def _t(self) -> float:
         assert self._loop is not None
@@ -370,7 +379,7 @@ class Simulation:
         spec = self._spec(name)
         if spec.running:
             self._crash_now(spec, loud=loud)
-            self._check_done()
+            self._settle(spec)
 
     def _crash_now(self, spec: _Spec, *, loud: bool) -> None:
         ctx = spec.ctx
