@@ -352,7 +352,8 @@ class Context:
         self._loop = asyncio.get_running_loop()
         self._heartbeat: HeartbeatConfig = sim.heartbeat
         self._peers: dict[str, _Connection] = {}
-        self._pending: list[_Connection] = []
+        # joining connections, in arrival order (a dict: O(1) removal)
+        self._pending: dict[_Connection, None] = {}
         self._mailbox: deque[Received] = deque()
         self._waiters: list[_Waiter] = []
         self._peer_watchers: list[asyncio.Future[None]] = []
@@ -472,7 +473,7 @@ class Context:
             channel.close("actor is down")
             return
         conn = _Connection(self, channel, "joining", channel.remote)
-        self._pending.append(conn)
+        self._pending[conn] = None
         channel.start(conn.on_message, conn.on_close)
         if conn.state == "joining":  # a client that never says Join is shown the door
             deadline = self._loop.time() + self._heartbeat.silence_limit
@@ -485,8 +486,7 @@ class Context:
             conn.close("no Join in time")
 
     def _drop_pending(self, conn: _Connection) -> None:
-        if conn in self._pending:
-            self._pending.remove(conn)
+        self._pending.pop(conn, None)
 
     def _join_problem(self, join: Join) -> tuple[str, str] | None:
         if not version_compatible(PROTOCOL_VERSION, join.version):
@@ -694,6 +694,12 @@ class Context:
                 failed.append(peer)
         deadline = None if timeout is None else self._loop.time() + timeout
         while waiting:
+            # Replies that arrived together queue up while we handle the first one.
+            item = self._take(names, waiting)
+            if item is not None:
+                waiting.discard(item.src)
+                replies[item.src] = item
+                continue
             left = None if deadline is None else max(0.0, deadline - self._loop.time())
             label = f"wait_for_replies({len(waiting)} left, {_describe(names, None)})"
             result = await self._wait(names, waiting, left, label)

@@ -269,3 +269,35 @@ def test_every_daemon_needs_until() -> None:
     sim.add(Echo(), daemon=True)
     with pytest.raises(ValueError, match="until"):
         sim.run()
+
+
+def test_wait_for_replies_collects_replies_that_arrive_together() -> None:
+    class Boss(Actor):
+        name = "boss"
+        got: tuple[int, list[str]] = (0, [])
+
+        async def run(self, ctx: Context) -> None:
+            ctx.listen()
+            peers = await ctx.wait_for_peers(50, timeout=5)
+            await ctx.broadcast(peers, Note(1))
+            replies, failed = await ctx.wait_for_replies(peers, Ack, timeout=60)
+            Boss.got = (len(replies), failed)
+
+    class Worker(Actor):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.connect("boss")
+            await ctx.recv(Note)
+            await ctx.compute(1.0)  # every reply leaves at the same instant
+            await ctx.send("boss", Ack(1))
+            await ctx.sleep(1000)
+
+    sim = Simulation(seed=1)
+    sim.add(Boss())
+    for i in range(50):
+        sim.add(Worker(f"w{i:02d}"), daemon=True)
+    result = sim.run()
+    assert Boss.got == (50, [])
+    assert result.end_time == pytest.approx(1.0)
