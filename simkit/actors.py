@@ -589,7 +589,7 @@ class Context:
         self._mailbox.append(item)
 
     def _take(
-        self, types: frozenset[str] | None, sources: frozenset[str] | None
+        self, types: frozenset[str] | None, sources: AbstractSet[str] | None
     ) -> Received | None:
         for i, item in enumerate(self._mailbox):
             if (types is None or item.message.type in types) and (
