@@ -81,3 +81,15 @@ def test_generators_are_seeded_and_sorted() -> None:
     actors = [f.actor for f in drops if isinstance(f, Crash)]
     assert len(actors) == len(set(actors))  # each drops at most once
     assert FaultSchedule.from_toml(drops.to_toml()) == drops
+
+
+def test_a_schedule_replays_exactly_after_a_toml_round_trip() -> None:
+    from simkit.demo import build_demo
+    from simkit.simulation import Simulation
+
+    original = build_demo(3)
+    replayed_schedule = FaultSchedule.from_toml(original.faults.to_toml())
+    replayed = build_demo(3)
+    assert isinstance(replayed, Simulation)
+    replayed.faults = replayed_schedule
+    assert original.run().digest == replayed.run().digest
