@@ -361,6 +361,36 @@ def _pack(
         _release(packing)
 
 
+class _PlainPacker(threading.local):
+    """This thread's packer of values made only of msgpack's own types.
+
+    Most field maps hold no arrays, tuples or objects: packing them without
+    the hook skips its per-call state. One packer per thread, as a packer's
+    buffer must not be shared by two packings at once.
+    """
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True, strict_types=True, autoreset=True)
+
+
+_PLAIN: Final = _PlainPacker()
+
+# Message classes one of whose field maps needed the hook: theirs go straight
+# to it, as a failed plain attempt costs more than the hook saves.
+_NEEDS_HOOK: set[type[Any]] = set()
+
+
+def _pack_fields(fields: dict[str, Any], cls: type[Any]) -> tuple[bytes, list[memoryview], int]:
+    """:func:`_pack` the field map of a ``cls`` (errors name ``payload.<field>``)."""
+    if cls not in _NEEDS_HOOK:
+        try:
+            return _PLAIN.packer.pack(fields), [], 0
+        except Exception:  # a value that needs the hook, or cannot be encoded (the
+            # packer has reset itself)
+            _NEEDS_HOOK.add(cls)
+    return _pack(fields, "payload", fields=True)
+
+
 def pack_value(obj: Any) -> tuple[bytes, list[memoryview], int]:
     """Encode a value into a msgpack document and its data section.
 
@@ -455,28 +485,19 @@ def _canonical(obj: Any) -> Any:
 
 def _unpack_doc(doc: bytes | memoryview, ext_hook: Callable[[int, bytes], Any]) -> Any:
     """Unpack exactly one document; every failure becomes a :class:`DecodeError`."""
-    size = len(doc)
     try:
-        # Limits bounded by the buffer: hostile input cannot make msgpack allocate much.
-        return msgpack.unpackb(
-            doc,
-            ext_hook=ext_hook,
-            raw=False,
-            strict_map_key=False,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-            max_ext_len=size,
-        )
+        # unpackb bounds every length (str, bin, array, map, ext) by len(doc)
+        # (msgpack >= 1.0), so hostile input cannot make it allocate much;
+        # passing those limits again would only cost time.
+        return msgpack.unpackb(doc, ext_hook=ext_hook, strict_map_key=False)
     except DecodeError:
         raise
     except msgpack.ExtraData as exc:
         raise DecodeError(
-            f"document of {size} bytes has {len(getattr(exc, 'extra', b''))} trailing bytes"
+            f"document of {len(doc)} bytes has {len(getattr(exc, 'extra', b''))} trailing bytes"
         ) from exc
     except Exception as exc:
-        raise DecodeError(f"document of {size} bytes is malformed: {_describe(exc)}") from exc
+        raise DecodeError(f"document of {len(doc)} bytes is malformed: {_describe(exc)}") from exc
 
 
 def _describe(exc: Exception) -> str:

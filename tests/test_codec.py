@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import struct
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
@@ -17,8 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
 from simkit.codec import (
+    _NEEDS_HOOK,
     DecodeError,
     EncodeError,
+    _pack,
+    _pack_fields,
     canonical_digest,
     pack_value,
     packb,
@@ -373,3 +378,76 @@ def test_nested_object_depth_is_bounded() -> None:
         obj = msgpack.ExtType(2, msgpack.packb(["test_codec.Fraction", obj]))
     with pytest.raises(DecodeError, match="nested deeper than 100"):
         unpack_value(msgpack.packb(obj), memoryview(b""))
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"\xdd\xff\xff\xff\xff",  # array of 2**32 - 1 items
+        b"\xdf\xff\xff\xff\xff",  # map of 2**32 - 1 pairs
+        b"\xdb\xff\xff\xff\xff",  # str of 4 GiB
+        b"\xc6\xff\xff\xff\xff",  # bin of 4 GiB
+        b"\xc9\xff\xff\xff\xff\x01",  # ext of 4 GiB
+    ],
+)
+def test_lengths_are_bounded_by_the_document(doc: bytes) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match=f"document of {len(doc)} bytes is malformed"):
+            unpack_value(doc, memoryview(b""))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+# ----------------------------------------------------------------------------- plain fast path
+
+
+class Fresh:
+    """Stands for a message class none of whose field maps has needed the hook."""
+
+
+def pack_fresh(fields: dict[str, Any]) -> tuple[bytes, list[memoryview], int]:
+    _NEEDS_HOOK.discard(Fresh)
+    return _pack_fields(fields, Fresh)
+
+
+@given(st.dictionaries(st.text(max_size=8), VALUES, max_size=4))
+def test_field_maps_pack_alike_with_or_without_the_hook(fields: dict[str, Any]) -> None:
+    fast = pack_fresh(fields)
+    slow = _pack(fields, "payload", fields=True)
+    assert fast[0] == slow[0]
+    assert fast[2] == slow[2]
+    assert [bytes(p) for p in fast[1]] == [bytes(p) for p in slow[1]]
+
+
+def test_field_maps_that_need_the_hook_take_it() -> None:
+    from enum import IntEnum
+
+    class Level(IntEnum):
+        HIGH = 2
+
+    array = np.arange(3, dtype=np.int16)
+    doc, parts, data_len = pack_fresh({"t": (1, 2), "e": Level.HIGH, "a": array})
+    assert data_len == array.nbytes
+    assert Fresh in _NEEDS_HOOK  # its next field maps go straight to the hook
+    assert _pack_fields({"i": 1}, Fresh)[0] == msgpack.packb({"i": 1})
+    assert same(unpack_value(doc, memoryview(b"".join(parts)))["a"], array)
+    with pytest.raises(EncodeError, match=r"payload\.s: cannot encode .* set"):
+        pack_fresh({"s": {1}})
+    with pytest.raises(EncodeError, match=r"payload\.n: integer .* exceeds 64 bits"):
+        pack_fresh({"n": 1 << 64})
+
+
+def test_plain_packing_is_safe_across_threads() -> None:
+    values = [{"i": i, "s": "x" * i, "b": bytes(i)} for i in range(200)]
+    expected = [msgpack.packb(v) for v in values]
+
+    def pack_all(_: int) -> list[bytes]:
+        return [_pack_fields(v, Fresh)[0] for v in values for _ in range(20)][::20]
+
+    _NEEDS_HOOK.discard(Fresh)
+    with ThreadPoolExecutor(4) as pool:
+        for result in pool.map(pack_all, range(8)):
+            assert result == expected

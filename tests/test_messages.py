@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simkit.codec import DecodeError, EncodeError, FrameTooLarge, register_codec
+from simkit.codec import DEFAULT_MAX_BODY, DecodeError, EncodeError, FrameTooLarge, register_codec
 from simkit.messages import (
     PROTOCOL_VERSION,
     Accept,
@@ -28,6 +28,8 @@ from simkit.messages import (
     Reject,
     Send,
     SerializedMessage,
+    _decode_action,
+    _decode_send_fast,
     body_size,
     decode_action,
     encode_action,
@@ -499,3 +501,153 @@ def test_mutated_bodies_raise_only_decode_error(body: bytes, data: st.DataObject
 
 def test_body_size_counts_bytes_and_views() -> None:
     assert body_size([b"abc", np.zeros(2).data.cast("B")]) == 19
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def same_send(a: ActionMessage, b: ActionMessage) -> bool:
+    if not (isinstance(a, Send) and isinstance(b, Send)):
+        return a == b
+    x, y = a.payload, b.payload
+    assert isinstance(x, SerializedMessage)
+    assert isinstance(y, SerializedMessage)
+    return (a.type, x.type, bytes(x.payload), bytes(x.data), x.nbytes) == (
+        b.type,
+        y.type,
+        bytes(y.payload),
+        bytes(y.data),
+        y.nbytes,
+    )
+
+
+def general_decode(body: bytes) -> ActionMessage:
+    try:
+        return _decode_action(memoryview(body), DEFAULT_MAX_BODY)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(str(exc)) from exc
+
+
+def assert_fast_path_agrees(body: bytes) -> None:
+    """The Send fast path accepts only what the general path accepts, alike."""
+    fast = _decode_send_fast(memoryview(body), DEFAULT_MAX_BODY)
+    if fast is not None:
+        assert same_send(fast, general_decode(body))
+
+
+@pytest.mark.parametrize("body", VALID_BODIES)
+def test_the_send_fast_path_decodes_valid_sends(body: bytes) -> None:
+    fast = _decode_send_fast(memoryview(body), DEFAULT_MAX_BODY)
+    assert (fast is not None) is body.startswith(b"\x94\x04", 4)
+    assert_fast_path_agrees(body)
+    for view in (bytearray(body), memoryview(body)):
+        assert same_send(decode_action(view), general_decode(body))
+
+
+@settings(deadline=timedelta(milliseconds=500), max_examples=300)
+@given(st.sampled_from(VALID_BODIES), st.data())
+def test_the_send_fast_path_agrees_on_mutated_bodies(body: bytes, data: st.DataObject) -> None:
+    assert_fast_path_agrees(mutate(body, data))
+
+
+def test_heads_in_longer_msgpack_forms_decode_alike() -> None:
+    body = send_body(Positive(5))
+    (head_len,) = struct.unpack(">I", body[:4])
+    _, type_name, payload_len, data_len = msgpack.unpackb(body[4 : 4 + head_len])
+    name = type_name.encode()
+    head = b"\x94\xcc\x04\xd9" + bytes([len(name)]) + name  # uint8 4, str8 type
+    head += struct.pack(">BHBI", 0xCD, payload_len, 0xCE, data_len)  # uint16, uint32
+    longer = struct.pack(">I", len(head)) + head + body[4 + head_len :]
+    assert _decode_send_fast(memoryview(longer), DEFAULT_MAX_BODY) is None
+    assert same_send(decode_action(longer), decode_action(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults(Message):
+    a: int
+    b: Any = None
+    c: tuple[int, ...] = ()
+    d: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Derived(Message):
+    a: int
+    total: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", self.a * 2)
+
+
+@dataclass(frozen=True)
+class Unslotted(Message):
+    a: int
+    b: str = "b"
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordOnly(Message):
+    b: int = field(kw_only=True)
+    a: int
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class HandMade(Message):
+    a: int
+
+    def __init__(self, a: int) -> None:
+        object.__setattr__(self, "a", a + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Failing(Message):
+    a: int
+
+    def __post_init__(self) -> None:
+        raise KeyError("a")
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Defaults(1),
+        Defaults(1, {"x": [1]}, (1, 2), [3]),
+        Derived(4),
+        Unslotted(1),
+        Unslotted(1, "c"),
+        KeywordOnly(1, b=2),
+    ],
+)
+def test_every_kind_of_message_class_round_trips(msg: Message) -> None:
+    back = received(msg).decode()
+    assert type(back) is type(msg)
+    assert back == msg
+    assert back.fields() == msg.fields()
+
+
+def test_messages_are_made_as_their_class_makes_them() -> None:
+    assert HandMade(1).a == 2
+    assert received(HandMade(1)).decode() == HandMade(2)  # its __init__ ran again: 3
+    assert received(Derived(4)).decode().total == 8  # type: ignore[attr-defined]
+    with pytest.raises(DecodeError, match="Failing: invalid fields: 'a'"):
+        raw_send("Failing", {"a": 1}).decode()
+
+
+def test_decoded_fields_are_checked_on_the_fast_path() -> None:
+    back = raw_send("Defaults", {"a": 1, "b": (1,), "c": [1, 2], "d": [3]}).decode()
+    assert back == Defaults(1, [1], (1, 2), [3])
+    assert type(back.c) is tuple  # type: ignore[attr-defined]
+    with pytest.raises(DecodeError, match=r"Defaults\.d\[1\]: expected int, got str"):
+        raw_send("Defaults", {"a": 1, "b": 2, "c": [], "d": [1, "x"]}).decode()
+    with pytest.raises(DecodeError, match=r"Defaults\.a: expected int, got bool"):
+        raw_send("Defaults", {"a": True, "b": 2, "c": [], "d": []}).decode()
+
+
+def test_a_message_class_that_is_not_a_dataclass_is_a_decode_error() -> None:
+    class Loose(Message):
+        pass
+
+    with pytest.raises(DecodeError, match=r"Loose: .* is not a dataclass"):
+        raw_send("Loose", {}).decode()

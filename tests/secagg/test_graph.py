@@ -1,0 +1,71 @@
+"""Neighbour graphs: regularity, symmetry, determinism and the default degree."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simkit.rng import SeedTree
+from simkit.secagg import NeighbourGraph, default_degree
+
+
+def names(n: int) -> list[str]:
+    return [f"n{i:03d}" for i in range(n)]
+
+
+@given(st.integers(3, 200), st.integers(1, 210), st.integers(0, 2**32))
+def test_regular_graph_is_regular_and_symmetric(n: int, k: int, seed: int) -> None:
+    g = NeighbourGraph.regular(names(n), k, SeedTree(seed))
+    want = n - 1 if k + k % 2 >= n - 1 else k + k % 2
+    assert g.degree == want
+    for u in g.names:
+        nb = g.neighbours(u)
+        assert len(nb) == want
+        assert u not in nb
+        assert list(nb) == sorted(set(nb))
+        assert all(u in g.neighbours(v) for v in nb)
+    assert g.is_complete == (want == n - 1)
+
+
+def test_graph_is_drawn_from_the_seed() -> None:
+    a = NeighbourGraph.regular(names(50), 6, SeedTree(1))
+    b = NeighbourGraph.regular(names(50), 6, SeedTree(1))
+    c = NeighbourGraph.regular(names(50), 6, SeedTree(2))
+    adjacency = [[g.neighbours(u) for u in g.names] for g in (a, b, c)]
+    assert adjacency[0] == adjacency[1] != adjacency[2]
+
+
+def test_party_numbers_follow_sorted_names() -> None:
+    g = NeighbourGraph.complete(["b", "c", "a"])
+    assert g.names == ("a", "b", "c")
+    assert [g.index(n) for n in g.names] == [1, 2, 3]
+    assert g.closed_neighbourhood("b") == ("a", "b", "c")
+    with pytest.raises(KeyError, match="'z' is not a client"):
+        g.index("z")
+
+
+def test_default_degree_table() -> None:
+    assert default_degree(1_000) == 72
+    assert default_degree(10_000) == 86
+    assert default_degree(100_000) == 96
+    assert default_degree(10**7) == 96
+    assert default_degree(500) == 72
+    assert default_degree(40) == 39
+    assert 72 < default_degree(3_000) < 86
+    ks = [default_degree(n) for n in range(2, 200_000, 997)]
+    assert ks == sorted(ks)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: NeighbourGraph.complete(["a"]), "at least 2 clients"),
+        (lambda: NeighbourGraph.complete(["a", "a"]), "'a' appears twice"),
+        (lambda: NeighbourGraph.complete(["a", ""]), "non-empty strings"),
+        (lambda: NeighbourGraph.regular(["a", "b", "c"], 0, SeedTree(0)), "positive int"),
+    ],
+)
+def test_bad_graphs_are_named(build: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build()  # type: ignore[operator]
