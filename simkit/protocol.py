@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from simkit.rng import SeedTree
@@ -99,6 +100,10 @@ class ScenarioSetup:
         protocol: The scenario's ``[protocol]`` table, for the plugin to validate.
         secagg: The scenario's ``[secagg]`` table (``{"mode": "off"}`` by default).
         on_round: Called by the protocol after every round (progress display).
+        checkpoint_dir: Where the protocol saves its state after every round
+            (``None``: no checkpoints). The layout inside is the protocol's.
+        resume_dir: A directory written through ``checkpoint_dir`` by an earlier
+            run of the same scenario and seed: continue from its last round.
     """
 
     name: str
@@ -116,6 +121,8 @@ class ScenarioSetup:
     protocol: Mapping[str, Any] = field(default_factory=dict)
     secagg: Mapping[str, Any] = field(default_factory=lambda: {"mode": "off"})
     on_round: Callable[[RoundRecord], None] | None = None
+    checkpoint_dir: Path | None = None
+    resume_dir: Path | None = None
 
     @property
     def client_names(self) -> list[str]:
