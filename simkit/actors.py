@@ -41,7 +41,7 @@ from simkit.messages import (
     Reject,
     Send,
     SerializedMessage,
-    encode_action,
+    encode_message,
     version_compatible,
 )
 from simkit.rng import PathPart, SeedTree
@@ -547,7 +547,7 @@ class Context:
             return 0
         conn = self._conn(dst)
         try:
-            return conn.send(Send(msg.typename, msg))
+            return conn.send_encoded(encode_message(msg, self._sim.max_body), msg.typename)
         except (ChannelClosed, BrokenChannel) as exc:
             self._lost_peer(conn, str(exc))
             raise PeerGone(dst, str(exc)) from None
@@ -560,8 +560,7 @@ class Context:
         """
         if not self._alive:
             return sorted(dsts)
-        parts = encode_action(Send(msg.typename, msg), self._sim.max_body)
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        body = encode_message(msg, self._sim.max_body)
         assert isinstance(body, bytes)
         failed = []
         for dst in sorted(dsts):

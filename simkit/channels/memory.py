@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -263,6 +264,8 @@ class MemoryNetwork(Transport):
         self._cuts: set[tuple[str, str]] = set()
         self._degraded: dict[str, dict[str, Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Deliveries due now, drained by one loop callback (one handle per burst).
+        self._due: deque[tuple[MemoryChannel, MemoryChannel, bytes, str, str]] = deque()
 
     # -- topology ------------------------------------------------------------------
 
@@ -401,11 +404,25 @@ class MemoryNetwork(Transport):
         link.last_arrival = arrival
         assert end._peer is not None
         if arrival <= now:
-            # Due now: skip the timer heap. FIFO holds, as every same-instant
-            # delivery takes this path, in send order.
-            loop.call_soon(end._peer._arrive, end, body, type_name, digest)
+            # Due now: skip the timer heap, and batch the burst into one loop
+            # callback. FIFO holds, as every same-instant delivery takes this
+            # path, in send order.
+            due = self._due
+            if not due:
+                loop.call_soon(self._drain)
+            due.append((end._peer, end, body, type_name, digest))
         else:
             loop.call_at(arrival, end._peer._arrive, end, body, type_name, digest)
+
+    def _drain(self) -> None:
+        due = self._due
+        try:
+            while due:
+                receiver, sender, body, type_name, digest = due.popleft()
+                receiver._arrive(sender, body, type_name, digest)
+        finally:
+            if due:  # a callback raised: deliver the rest in a new callback
+                self.loop().call_soon(self._drain)
 
     def _transmit_close(self, end: MemoryChannel, reason: str) -> None:
         """A graceful close travels like data: after what was sent before it."""
