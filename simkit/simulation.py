@@ -374,6 +374,23 @@ class Simulation:
             raise KeyError(f"no actor named {name!r}")
         return spec
 
+    def is_running(self, name: str) -> bool:
+        """Whether actor ``name`` is alive now.
+
+        Raises:
+            KeyError: No such actor.
+        """
+        return self._spec(name).running
+
+    def context(self, name: str) -> Context | None:
+        """The context of actor ``name`` while it is alive, else ``None``.
+
+        Raises:
+            KeyError: No such actor.
+        """
+        spec = self._spec(name)
+        return spec.ctx if spec.running else None
+
     def crash(self, name: str, *, loud: bool = False) -> None:
         """Kill actor ``name`` now (no-op if it is not running)."""
         spec = self._spec(name)

@@ -1,0 +1,225 @@
+"""Hypothesis strategies for simkit runs: seeds, fault schedules, network models.
+
+Every strategy shrinks toward the *simplest* run that still fails: fewer
+faults, faults that happen later (a later round, a later protocol stage,
+a later time), silent rather than loud crashes, an ideal network. A shrunk
+failure is therefore a short story ("c02 drops when the last round's
+unmasking starts") that :func:`simkit.testing.replay_snippet` prints as a
+fault file ``simkit run --faults`` replays.
+
+Stages are named by the message type whose *delivery* to a client starts
+it: a client that crashes on receiving its ``r``-th ``SecAggKeyList`` has
+answered the earlier stages of round ``r`` and answers none after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+
+from simkit.channels.memory import Constant, LinkModel, LogNormal, NetworkModel, Uniform
+from simkit.faults import Crash, CrashMode, Fault, FaultSchedule, Restart, Trigger
+from simkit.heartbeat import HeartbeatConfig
+
+__all__ = [
+    "fault_schedules",
+    "heartbeat_configs",
+    "latencies",
+    "network_models",
+    "seeds",
+    "stage_crashes",
+    "timed_crashes",
+]
+
+MAX_SEED = 2**32 - 1
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Run seeds; they shrink toward 0."""
+    return st.integers(min_value=0, max_value=MAX_SEED)
+
+
+def stage_crashes(
+    clients: Sequence[str],
+    stages: Sequence[str],
+    *,
+    rounds: int = 1,
+    modes: Sequence[CrashMode] = ("silent", "loud"),
+) -> st.SearchStrategy[Crash]:
+    """One client crashing as one protocol stage of one round starts.
+
+    Shrinks toward the first client, the last round, the last stage and the
+    first mode.
+
+    Args:
+        clients: Candidate client names.
+        stages: Message types that start each stage, in protocol order.
+        rounds: Rounds the run has (1-based ``count`` of the trigger).
+        modes: Crash modes to draw from.
+    """
+    names = _sorted_names(clients)
+    if not stages:
+        raise ValueError("stage_crashes needs at least one stage message type")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    last_stage = len(stages) - 1
+
+    def build(name: str, back_rounds: int, back_stages: int, mode: CrashMode) -> Crash:
+        trigger = Trigger(
+            kind="deliver",
+            dst=name,
+            type=stages[last_stage - back_stages],
+            count=rounds - back_rounds,
+        )
+        return Crash(on=trigger, actor=name, mode=mode)
+
+    return st.builds(
+        build,
+        st.sampled_from(names),
+        st.integers(0, rounds - 1),
+        st.integers(0, last_stage),
+        st.sampled_from(list(modes)),
+    )
+
+
+def timed_crashes(
+    clients: Sequence[str],
+    *,
+    horizon: float,
+    modes: Sequence[CrashMode] = ("silent", "loud"),
+    restart_after: float | None = None,
+) -> st.SearchStrategy[tuple[Fault, ...]]:
+    """One client crashing at a time in ``[0, horizon]`` (shrinks toward ``horizon``).
+
+    With ``restart_after``, the crash may come with a restart that long after.
+    """
+    names = _sorted_names(clients)
+    if not horizon > 0:
+        raise ValueError(f"horizon must be > 0, got {horizon}")
+
+    def build(name: str, early: float, mode: CrashMode, restart: bool) -> tuple[Fault, ...]:
+        at = round(horizon - early, 6)
+        crash = Crash(at=at, actor=name, mode=mode)
+        if restart and restart_after is not None:
+            return (crash, Restart(at=at + restart_after, actor=name))
+        return (crash,)
+
+    return st.builds(
+        build,
+        st.sampled_from(names),
+        st.floats(0.0, horizon, allow_nan=False),
+        st.sampled_from(list(modes)),
+        st.booleans() if restart_after is not None else st.just(False),
+    )
+
+
+def fault_schedules(
+    clients: Sequence[str],
+    *,
+    stages: Sequence[str] | None = None,
+    rounds: int = 1,
+    max_faults: int = 3,
+    min_faults: int = 0,
+    horizon: float | None = None,
+    modes: Sequence[CrashMode] = ("silent", "loud"),
+    restart_after: float | None = None,
+) -> st.SearchStrategy[FaultSchedule]:
+    """Schedules of client crashes: who drops, when, in which stage.
+
+    Give ``stages`` (stage-start message types) for crashes tied to protocol
+    stages, ``horizon`` for crashes at virtual times, or both. A client
+    crashes at most once. Shrinks toward fewer and later faults.
+
+    Args:
+        clients: Candidate client names.
+        stages: Message types that start each protocol stage, in order.
+        rounds: Rounds in the run (for stage crashes).
+        max_faults: Most faults in one schedule.
+        min_faults: Fewest faults in one schedule.
+        horizon: Latest virtual time of a timed crash.
+        modes: Crash modes to draw from (the first is the simplest).
+        restart_after: Timed crashes may restart this many seconds later.
+    """
+    if stages is None and horizon is None:
+        raise ValueError("fault_schedules needs stages=, horizon= or both")
+    if not 0 <= min_faults <= max_faults:
+        raise ValueError(f"need 0 <= min_faults <= max_faults, got {min_faults}, {max_faults}")
+    options: list[st.SearchStrategy[tuple[Fault, ...]]] = []
+    if stages is not None:
+        options.append(stage_crashes(clients, stages, rounds=rounds, modes=modes).map(_one))
+    if horizon is not None:
+        options.append(
+            timed_crashes(clients, horizon=horizon, modes=modes, restart_after=restart_after)
+        )
+    groups = st.lists(
+        st.one_of(options),
+        min_size=min_faults,
+        max_size=max_faults,
+        unique_by=lambda group: _actor(group[0]),
+    )
+    return groups.map(_schedule)
+
+
+def latencies(max_seconds: float = 0.1) -> st.SearchStrategy[Constant | Uniform | LogNormal]:
+    """Latency models; they shrink toward no latency at all."""
+    low = st.floats(0.0, max_seconds, allow_nan=False)
+    return st.one_of(
+        st.just(Constant(0.0)),
+        low.map(Constant),
+        st.tuples(low, low).map(lambda ab: Uniform(min(ab), max(ab))),
+        st.builds(
+            LogNormal,
+            st.floats(max_seconds / 100, max_seconds, allow_nan=False),
+            st.floats(0.0, 1.0, allow_nan=False),
+        ),
+    )
+
+
+def network_models(
+    *, max_latency: float = 0.1, max_loss: float = 0.0, bandwidth: bool = True
+) -> st.SearchStrategy[NetworkModel]:
+    """Network models (per-link FIFO); they shrink toward an ideal network.
+
+    Args:
+        max_latency: Largest one-way latency (or lognormal median), seconds.
+        max_loss: Largest loss probability (0: lossless).
+        bandwidth: Whether finite bandwidths are drawn.
+    """
+    bandwidths: st.SearchStrategy[float | None] = st.none()
+    if bandwidth:
+        bandwidths = st.one_of(st.none(), st.floats(1e5, 1e9, allow_nan=False))
+    losses = st.just(0.0) if max_loss <= 0 else st.floats(0.0, max_loss, allow_nan=False)
+    links = st.builds(LinkModel, latencies(max_latency), bandwidths, losses)
+    return links.map(NetworkModel)
+
+
+def heartbeat_configs(
+    *, intervals: Sequence[float] = (1.0, 0.5, 2.0, 5.0), max_misses: int = 5
+) -> st.SearchStrategy[HeartbeatConfig]:
+    """Heartbeat settings (shrink toward the first interval and 1 miss)."""
+    return st.builds(HeartbeatConfig, st.sampled_from(list(intervals)), st.integers(1, max_misses))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _sorted_names(clients: Sequence[str]) -> list[str]:
+    names = sorted(set(clients))
+    if not names:
+        raise ValueError("need at least one client name")
+    return names
+
+
+def _one(crash: Crash) -> tuple[Fault, ...]:
+    return (crash,)
+
+
+def _actor(fault: Fault) -> str:
+    return getattr(fault, "actor", "")
+
+
+def _schedule(groups: list[tuple[Fault, ...]]) -> FaultSchedule:
+    """Faults in a canonical order: by actor, so equal sets print alike."""
+    ordered = sorted(groups, key=lambda group: _actor(group[0]))
+    return FaultSchedule(tuple(fault for group in ordered for fault in group))
