@@ -1,6 +1,62 @@
-"""simkit: deterministic virtual-time actor simulation for federated learning protocols."""
+"""simkit: deterministic virtual-time actor simulation for federated learning protocols.
+
+The names below are imported on first use, so ``import simkit`` stays cheap
+(no numpy-heavy or torch imports until needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from simkit._version import __version__
 from simkit.rng import SeedTree
 
-__all__ = ["SeedTree", "__version__"]
+if TYPE_CHECKING:
+    from simkit.actors import Actor, Context, PeerGone, Received
+    from simkit.faults import FaultSchedule
+    from simkit.heartbeat import HeartbeatConfig
+    from simkit.messages import Message
+    from simkit.simulation import Simulation, SimulationResult
+    from simkit.trace import Trace
+
+_LAZY: dict[str, str] = {
+    "Actor": "simkit.actors",
+    "Context": "simkit.actors",
+    "PeerGone": "simkit.actors",
+    "Received": "simkit.actors",
+    "FaultSchedule": "simkit.faults",
+    "HeartbeatConfig": "simkit.heartbeat",
+    "Message": "simkit.messages",
+    "Simulation": "simkit.simulation",
+    "SimulationResult": "simkit.simulation",
+    "Trace": "simkit.trace",
+}
+
+__all__ = [
+    "Actor",
+    "Context",
+    "FaultSchedule",
+    "HeartbeatConfig",
+    "Message",
+    "PeerGone",
+    "Received",
+    "SeedTree",
+    "Simulation",
+    "SimulationResult",
+    "Trace",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
