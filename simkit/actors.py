@@ -699,6 +699,12 @@ class Context:
                 waiting.discard(item.src)
                 replies[item.src] = item
                 continue
+            # Peers that went down together: only the first woke us.
+            gone = [peer for peer in sorted(waiting) if peer not in self._peers]
+            if gone:
+                waiting.difference_update(gone)
+                failed.extend(gone)
+                continue
             left = None if deadline is None else max(0.0, deadline - self._loop.time())
             label = f"wait_for_replies({len(waiting)} left, {_describe(names, None)})"
             result = await self._wait(names, waiting, left, label)

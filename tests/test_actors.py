@@ -206,6 +206,41 @@ def test_wait_for_replies_reports_the_silent() -> None:
     assert result.end_time == pytest.approx(10.0)
 
 
+def test_wait_for_replies_returns_when_peers_go_down_together() -> None:
+    class Boss(Actor):
+        name = "boss"
+        outcome: tuple[list[str], list[str], float] = ([], [], 0.0)
+
+        async def run(self, ctx: Context) -> None:
+            ctx.listen()
+            peers = await ctx.wait_for_peers(4, timeout=5)
+            await ctx.broadcast(peers, Note(1))
+            replies, failed = await ctx.wait_for_replies(peers, Ack, timeout=60)
+            Boss.outcome = (sorted(replies), failed, ctx.now())
+
+    class Worker(Actor):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.connect("boss")
+            await ctx.recv(Note)
+            if self.name == "w0":
+                await ctx.send("boss", Ack(1))
+            await ctx.sleep(1000)
+
+    # three silent crashes at once: the heartbeat declares them in the same instant
+    faults = FaultSchedule(tuple(Crash(at=0.5, actor=f"w{i}") for i in (1, 2, 3)))
+    sim = Simulation(seed=3, faults=faults, heartbeat=HeartbeatConfig(interval=1.0, misses=2))
+    sim.add(Boss())
+    for i in range(4):
+        sim.add(Worker(f"w{i}"), daemon=True)
+    sim.run()
+    replied, failed, t = Boss.outcome
+    assert (replied, failed) == (["w0"], ["w1", "w2", "w3"])
+    assert t < 5.0  # declared by the heartbeat, not the 60 s deadline
+
+
 def test_actor_error_is_recorded_and_others_go_on() -> None:
     class Buggy(Actor):
         name = "buggy"
