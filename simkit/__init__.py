@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from simkit.faults import FaultSchedule
     from simkit.heartbeat import HeartbeatConfig
     from simkit.messages import Message
+    from simkit.runner import RunResult, run_scenario
+    from simkit.scenario import ScenarioError, load_scenario
     from simkit.simulation import Simulation, SimulationResult
     from simkit.trace import Trace
 
@@ -28,6 +30,10 @@ _LAZY: dict[str, str] = {
     "FaultSchedule": "simkit.faults",
     "HeartbeatConfig": "simkit.heartbeat",
     "Message": "simkit.messages",
+    "RunResult": "simkit.runner",
+    "run_scenario": "simkit.runner",
+    "ScenarioError": "simkit.scenario",
+    "load_scenario": "simkit.scenario",
     "Simulation": "simkit.simulation",
     "SimulationResult": "simkit.simulation",
     "Trace": "simkit.trace",
@@ -41,11 +47,15 @@ __all__ = [
     "Message",
     "PeerGone",
     "Received",
+    "RunResult",
+    "ScenarioError",
     "SeedTree",
     "Simulation",
     "SimulationResult",
     "Trace",
     "__version__",
+    "load_scenario",
+    "run_scenario",
 ]
 
 

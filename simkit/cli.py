@@ -21,6 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from simkit._cli_run import (
+    run_args,
+    run_command,
+    scenario_check,
+    scenario_check_args,
+    scenario_schema,
+    scenario_schema_args,
+)
 from simkit._version import __version__
 from simkit.trace import (
     Event,
@@ -33,7 +41,15 @@ from simkit.trace import (
     to_mermaid,
 )
 
-__all__ = ["COMMANDS", "TRACE_COMMANDS", "CLIError", "Command", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "SCENARIO_COMMANDS",
+    "TRACE_COMMANDS",
+    "CLIError",
+    "Command",
+    "build_parser",
+    "main",
+]
 
 PROG = "simkit"
 
@@ -241,7 +257,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SCENARIO_COMMANDS: list[Command] = [
+    Command(
+        "schema", "print the JSON Schema of scenario files", scenario_schema_args, scenario_schema
+    ),
+    Command("check", "validate scenario files", scenario_check_args, scenario_check),
+]
+"""Subcommands of ``simkit scenario``."""
+
+
+def _scenario_args(parser: argparse.ArgumentParser) -> None:
+    _add_subcommands(parser, SCENARIO_COMMANDS, dest="scenario_command")
+
+
 COMMANDS: list[Command] = [
+    Command(
+        "run", "run a scenario file (progress, table, --json, --report)", run_args, run_command
+    ),
+    Command("scenario", "validate scenario files, export their JSON Schema", _scenario_args),
     Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),
     Command("trace", "inspect, compare and draw recorded traces", _trace_args),
 ]

@@ -1,0 +1,273 @@
+"""``simkit run`` and ``simkit scenario``: the scenario commands of the CLI.
+
+Kept apart from :mod:`simkit.cli` so that ``simkit --help`` stays fast: the
+scenario layer (pydantic, the training core) and rich load only when one of
+these commands runs. Human output (progress bar, per-round table) goes to
+stdout, or to stderr with ``--json`` so that stdout holds only the JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from simkit.protocol import RoundRecord
+    from simkit.runner import RunResult
+
+__all__ = [
+    "footer",
+    "round_bytes",
+    "round_table",
+    "run_args",
+    "run_command",
+    "scenario_check",
+    "scenario_check_args",
+    "scenario_schema",
+    "scenario_schema_args",
+]
+
+
+def _out(text: str, stream: IO[str] | None = None) -> None:
+    (stream or sys.stdout).write(text + "\n")
+
+
+def _cli_error(message: str) -> Exception:
+    from simkit.cli import CLIError  # imported late: simkit.cli imports this module
+
+    return CLIError(message)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``simkit run``."""
+    parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
+    parser.add_argument("--seed", type=int, help="the run's seed (overrides the file's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key, e.g. --set clients.count=20 (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON last")
+    parser.add_argument("--report", metavar="DIR", help="write plots, diagram and index.html")
+    parser.add_argument("--trace", metavar="FILE", help="write the trace as JSON lines")
+    parser.add_argument("--save-weights", metavar="FILE.npz", help="write the final weights")
+    parser.add_argument("--checkpoint", metavar="DIR", help="save the protocol state every round")
+    parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint directory")
+    parser.add_argument("--faults", metavar="FILE.toml", help="add the faults of a fault file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a scenario; 0 on success, 1 if the protocol's server failed, 2 for bad input."""
+    from simkit.runner import RunError, run_scenario, with_seed
+    from simkit.scenario import ScenarioError, load_scenario
+
+    try:
+        overrides = with_seed(args.overrides, args.seed) if args.seed is not None else None
+        scenario = load_scenario(args.scenario, overrides or args.overrides)
+    except ScenarioError as exc:
+        raise _cli_error(str(exc)) from None
+    console = _console(sys.stderr if args.json else sys.stdout)
+    live = None if args.quiet else _LiveRounds(console, scenario.config.rounds, scenario.name)
+    try:
+        result = run_scenario(
+            scenario,
+            trace_file=args.trace,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            on_round=live.on_round if live is not None else None,
+            faults=args.faults,
+        )
+    except ScenarioError as exc:
+        raise _cli_error(str(exc)) from None
+    except RunError as exc:
+        _out(f"simkit: error: {exc}", sys.stderr)
+        return 1
+    finally:
+        if live is not None:
+            live.stop()
+    return _finish(args, result, console)
+
+
+def _finish(args: argparse.Namespace, result: RunResult, console: Console) -> int:
+    if not args.quiet:
+        console.print(round_table(result))
+        console.print(footer(result), highlight=False, soft_wrap=True)
+    for actor, text in result.errors:
+        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+    if args.save_weights:
+        try:
+            result.save_weights(args.save_weights)
+        except OSError as exc:
+            raise _cli_error(f"{args.save_weights}: cannot write: {exc.strerror or exc}") from None
+    if args.report:
+        from simkit.report import ReportError, write_report
+
+        try:
+            write_report(result, args.report)
+        except ReportError as exc:
+            raise _cli_error(str(exc)) from None
+        except OSError as exc:
+            raise _cli_error(f"{args.report}: cannot write report: {exc}") from None
+        if not args.quiet:
+            console.print(f"report written to {args.report}/index.html", highlight=False)
+    if args.json:
+        _out(result.to_json())
+    clients = set(result.clients)
+    return 1 if any(actor not in clients for actor, _ in result.errors) else 0
+
+
+def _console(stream: IO[str]) -> Console:
+    from rich.console import Console
+
+    return Console(file=stream, highlight=False)
+
+
+class _LiveRounds:
+    """A progress bar over rounds, shown while the simulation runs (terminals only)."""
+
+    def __init__(self, console: Console, total: int, name: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress: Progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.task: TaskID = self.progress.add_task(name, total=total, status="")
+        self.progress.start()
+
+    def on_round(self, record: RoundRecord) -> None:
+        status = f"loss {_num(record.loss)}  acc {_num(record.accuracy)}"
+        if record.aborted:
+            status = f"round {record.round} aborted: {record.reason}"
+        self.progress.update(self.task, completed=record.round, status=status)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def round_bytes(result: RunResult) -> list[int]:
+    """Bytes sent for each round: from its start (0 for the first) to the next one's."""
+    if not result.trace.keep:
+        return [0] * len(result.rounds)
+    sends = [(e.t, e.nbytes) for e in result.trace.events if e.kind == "send"]
+    ends = [r.t_start for r in result.rounds[1:]] + [float("inf")]
+    out, i = [], 0
+    for end in ends:
+        total = 0
+        while i < len(sends) and sends[i][0] < end:
+            total += sends[i][1]
+            i += 1
+        out.append(total)
+    return out
+
+
+def round_table(result: RunResult) -> Any:
+    """A rich table: round, sampled, replied, dropped, loss, accuracy, bytes, virtual time."""
+    from rich.table import Table
+
+    from simkit.trace import format_bytes
+
+    table = Table(title=f"{result.scenario} ({result.protocol}, seed {result.seed})")
+    for column in ("round", "sampled", "replied", "dropped", "loss", "accuracy", "bytes", "time"):
+        table.add_column(column, justify="right")
+    for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
+        style = "red" if r.aborted else None
+        table.add_row(
+            str(r.round),
+            str(len(r.sampled)),
+            str(len(r.replied)),
+            str(len(r.failed)),
+            _num(r.loss),
+            _num(r.accuracy),
+            format_bytes(nbytes),
+            f"{r.t_end:.2f} s",
+            style=style,
+        )
+    return table
+
+
+def footer(result: RunResult) -> str:
+    """Two lines after the table: totals and digests."""
+    from simkit.trace import format_bytes
+
+    summary = result.summary()
+    dropped = " ".join(summary["dropped"]) or "none"
+    return (
+        f"{summary['rounds_completed']}/{len(result.rounds)} rounds completed, "
+        f"{summary['clients']} clients, dropped: {dropped}\n"
+        f"{summary['messages']} messages ({format_bytes(summary['bytes'])}), "
+        f"{summary['virtual_time_s']:.2f} s virtual in {summary['wall_time_s']:.2f} s wall\n"
+        f"trace digest   {summary['trace_digest']}\n"
+        f"weights digest {summary['weights_digest']}"
+    )
+
+
+# ----------------------------------------------------------------------------- scenario
+
+
+def scenario_schema_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``simkit scenario schema``."""
+    parser.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
+
+
+def scenario_schema(args: argparse.Namespace) -> int:
+    """Print (or write) the JSON Schema of scenario files."""
+    from simkit.scenario import scenario_json_schema
+
+    text = json.dumps(scenario_json_schema(), indent=2)
+    if args.output is None:
+        _out(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as exc:
+        raise _cli_error(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+    return 0
+
+
+def scenario_check_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``simkit scenario check``."""
+    parser.add_argument("files", nargs="+", metavar="SCENARIO", help="scenario files")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+
+
+def scenario_check(args: argparse.Namespace) -> int:
+    """Validate scenario files (and their ``[protocol]`` tables when the plugin is found)."""
+    from simkit.protocol import UnknownProtocol, find_protocol
+    from simkit.scenario import ScenarioError, load_scenario
+
+    for path in args.files:
+        try:
+            scenario = load_scenario(path, args.overrides)
+            cfg = scenario.config
+            try:
+                find_protocol(cfg.protocol.name).validate(cfg.protocol.options(), path)
+                checked = "protocol checked"
+            except (UnknownProtocol, ImportError):
+                checked = f"protocol {cfg.protocol.name!r} not installed: its table is unchecked"
+        except (ScenarioError, ValueError) as exc:
+            raise _cli_error(str(exc)) from None
+        _out(f"{path}: ok ({cfg.clients.count} clients, {cfg.rounds} rounds; {checked})")
+    return 0

@@ -1,0 +1,457 @@
+"""The Builder: a validated scenario -> ScenarioSetup + Simulation.
+
+All randomness comes from ``SeedTree(seed)`` by named paths, so each piece
+is independent of the others and of the order it is built in:
+
+====================================  =========================================
+path                                  draws
+====================================  =========================================
+``("data", "synthetic", k)``          client ``k``'s Synthetic(alpha, beta) data
+``("data", "test")``                  the server's test split (pooled sources)
+``("data", "test", name)``            a client's test split (synthetic)
+``("data", "partition")``             the partition of a pooled data set
+``("data", "valid", name)``           a client's validation split
+``("clients", "speeds")``             client speeds
+``("model",)``                        initial weights (seeded inits)
+``("faults", "dropout")``             who drops and when
+``("faults", "per_round")``           per-round dropouts
+====================================  =========================================
+
+The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simkit.channels import LinkModel, NetworkModel, latency_from_spec
+from simkit.faults import (
+    Crash,
+    CrashMode,
+    Fault,
+    FaultError,
+    FaultSchedule,
+    Restart,
+    Trigger,
+    fault_from_dict,
+    per_round_dropouts,
+)
+from simkit.heartbeat import HeartbeatConfig
+from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup, TrainingSetup
+from simkit.rng import SeedTree
+from simkit.scenario._load import Scenario, ScenarioError
+from simkit.scenario._schema import (
+    AdamConfig,
+    ConstantSpeed,
+    LinearModelConfig,
+    LinearSchedule,
+    ListSpeed,
+    LogisticModelConfig,
+    LogNormalSpeed,
+    MLPModelConfig,
+    NpzData,
+    PartitionConfig,
+    ScenarioConfig,
+    SyntheticData,
+)
+from simkit.trace import Trace
+from simkit.training import (
+    SGD,
+    Adam,
+    Aggregator,
+    CostModel,
+    Dataset,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedYogi,
+    LinearDecay,
+    LinearRegression,
+    LogisticRegression,
+    Mean,
+    Median,
+    Model,
+    MultiLinearDecay,
+    Optimizer,
+    Schedule,
+    TrimmedMean,
+    WeightedMean,
+    dirichlet,
+    iid,
+    load_digits,
+    load_npz,
+    quantity_skew,
+    synthetic,
+)
+
+if TYPE_CHECKING:
+    from simkit.simulation import Simulation
+
+__all__ = ["Built", "build", "client_names"]
+
+
+def client_names(count: int) -> list[str]:
+    """``c000``, ``c001``, ... (wider when there are more than 1,000 clients)."""
+    width = max(3, len(str(count - 1)))
+    return [f"c{i:0{width}d}" for i in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """What the Builder makes of a scenario.
+
+    Attributes:
+        setup: What the protocol plugin builds its actors from.
+        sim: A fresh simulation with the network, heartbeats and faults.
+    """
+
+    setup: ScenarioSetup
+    sim: Simulation
+
+
+def build(
+    scenario: Scenario,
+    *,
+    extra_faults: FaultSchedule | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume_dir: Path | None = None,
+) -> Built:
+    """Build the setup and the simulation of ``scenario``.
+
+    Args:
+        scenario: A validated scenario.
+        extra_faults: Faults added to the scenario's (``--faults FILE``).
+        on_round: Called by the protocol after every round.
+        checkpoint_dir: Where the protocol saves its state every round.
+        resume_dir: Where an earlier run saved its state.
+
+    Raises:
+        ScenarioError: Something valid in form but impossible to build (a
+            missing data file, more clients than samples ...).
+    """
+    from simkit.simulation import Simulation  # the runtime loads only when running
+
+    cfg = scenario.config
+    seeds = SeedTree(cfg.seed)
+    names = client_names(cfg.clients.count)
+    shards, test, n_features, n_classes = _data(scenario, names, seeds)
+    speeds = _speeds(cfg, seeds)
+    clients = tuple(
+        ClientSetup(name, train, valid, speed)
+        for name, (train, valid), speed in zip(names, shards, speeds, strict=True)
+    )
+    setup = ScenarioSetup(
+        name=scenario.name,
+        seed=cfg.seed,
+        seeds=seeds,
+        rounds=cfg.rounds,
+        clients=clients,
+        test=test,
+        model=_model_factory(cfg, seeds, n_features, n_classes),
+        client_optimizer=_client_optimizer(cfg),
+        server_optimizer=_server_optimizer(cfg),
+        aggregator=_aggregator(cfg),
+        training=_training(cfg),
+        cost=CostModel(**cfg.cost.model_dump()),
+        protocol=cfg.protocol.options(),
+        secagg={k: v for k, v in cfg.secagg.model_dump().items() if v is not None},
+        on_round=on_round,
+        checkpoint_dir=checkpoint_dir,
+        resume_dir=resume_dir,
+    )
+    faults = _faults(scenario, names, seeds)
+    if extra_faults is not None:
+        faults = faults + extra_faults
+    sim = Simulation(
+        cfg.seed,
+        network=_network(cfg),
+        heartbeat=HeartbeatConfig(**cfg.heartbeat.model_dump()),
+        faults=faults,
+        trace=Trace(heartbeats=cfg.run.trace_heartbeats),
+        fail_fast=cfg.run.fail_fast,
+        max_time=cfg.run.max_time,
+    )
+    return Built(setup, sim)
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def _speeds(cfg: ScenarioConfig, seeds: SeedTree) -> list[float]:
+    spec, n = cfg.clients.speeds, cfg.clients.count
+    if isinstance(spec, ConstantSpeed):
+        return [spec.value] * n
+    if isinstance(spec, ListSpeed):
+        return list(spec.values)
+    rng = seeds.numpy("clients", "speeds")
+    if isinstance(spec, LogNormalSpeed):
+        return [float(v) for v in spec.median * np.exp(spec.sigma * rng.standard_normal(n))]
+    slow = set(rng.permutation(n)[: round(spec.fraction * n)].tolist())
+    return [spec.factor if i in slow else 1.0 for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- data
+
+Shard = tuple[Dataset, Dataset | None]
+
+
+def _data(
+    scenario: Scenario, names: list[str], seeds: SeedTree
+) -> tuple[list[Shard], Dataset | None, int, int]:
+    """Client shards, the server's test set, the input dimension and class count."""
+    spec = scenario.config.data
+    if isinstance(spec, SyntheticData):
+        trains, test = _synthetic(spec, names, seeds)
+        n_classes = spec.classes
+    else:
+        pooled = _load_pooled(scenario)
+        test = None
+        if spec.test_fraction > 0:
+            pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
+        trains = pooled.partition(_partition(spec.partition, pooled, len(names), seeds, scenario))
+        n_classes = int(pooled.y.max()) + 1 if pooled.y.ndim == 1 and len(pooled) else 1
+    shards = []
+    for name, train in zip(names, trains, strict=True):
+        if len(train) == 0:
+            raise scenario.error("data", f"client {name} gets no samples ({len(names)} clients)")
+        shards.append(_valid_split(train, spec.valid_fraction, seeds.numpy("data", "valid", name)))
+    n_features = int(shards[0][0].x.shape[1]) if shards[0][0].x.ndim == 2 else 1
+    return shards, test, n_features, max(n_classes, 2)
+
+
+def _synthetic(
+    spec: SyntheticData, names: list[str], seeds: SeedTree
+) -> tuple[list[Dataset], Dataset | None]:
+    data = synthetic(
+        spec.alpha,
+        spec.beta,
+        len(names),
+        seeds.child("data"),
+        n_features=spec.dim,
+        n_classes=spec.classes,
+        samples_per_client=spec.samples,
+        iid=spec.iid,
+    )
+    if spec.test_fraction == 0:
+        return data, None
+    trains, tests = [], []
+    for name, shard in zip(names, data, strict=True):
+        train, held = _split(shard, 1.0 - spec.test_fraction, seeds.numpy("data", "test", name))
+        trains.append(train)
+        if held is not None:
+            tests.append(held)
+    test = Dataset(np.concatenate([t.x for t in tests]), np.concatenate([t.y for t in tests]))
+    return trains, test if tests else None
+
+
+def _split(data: Dataset, keep: float, rng: np.random.Generator) -> tuple[Dataset, Dataset | None]:
+    """``(keep share, rest)``; the rest is ``None`` when too small to split."""
+    if len(data) < 2 or round(keep * len(data)) in (0, len(data)):
+        return data, None
+    return data.split(keep, rng)
+
+
+def _valid_split(train: Dataset, fraction: float, rng: np.random.Generator) -> Shard:
+    return (train, None) if fraction == 0 else _split(train, 1.0 - fraction, rng)
+
+
+def _load_pooled(scenario: Scenario) -> Dataset:
+    spec = scenario.config.data
+    if isinstance(spec, NpzData):
+        path = scenario.base_dir / spec.path
+        try:
+            return load_npz(path, spec.x_key, spec.y_key)
+        except FileNotFoundError:
+            raise scenario.error("data.path", f"no such file {str(path)!r}") from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise scenario.error("data.path", str(exc).strip("\"'")) from None
+    try:
+        return load_digits()
+    except ImportError as exc:
+        raise scenario.error("data.source", str(exc)) from None
+
+
+def _partition(
+    spec: PartitionConfig, data: Dataset, n: int, seeds: SeedTree, scenario: Scenario
+) -> Sequence[Any]:
+    rng = seeds.numpy("data", "partition")
+    try:
+        if spec.kind == "iid":
+            return iid(len(data), n, rng)
+        if spec.kind == "dirichlet":
+            return dirichlet(data.y, n, spec.alpha, rng, min_size=spec.min_size)
+        return quantity_skew(len(data), n, rng, alpha=spec.alpha, min_size=spec.min_size)
+    except ValueError as exc:
+        raise scenario.error("data.partition", str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _model_factory(
+    cfg: ScenarioConfig, seeds: SeedTree, n_features: int, n_classes: int
+) -> Callable[[], Model]:
+    spec = cfg.model
+    if isinstance(spec, LogisticModelConfig):
+        seed = seeds.child("model") if spec.init == "normal" else None
+        return lambda: LogisticRegression(n_features, n_classes, seed=seed)
+    if isinstance(spec, LinearModelConfig):
+        return lambda: LinearRegression(n_features, 1)
+    return _mlp_factory(spec, seeds.child("model"), n_features, n_classes)
+
+
+def _mlp_factory(
+    spec: MLPModelConfig, seed: SeedTree, n_features: int, n_classes: int
+) -> Callable[[], Model]:
+    def make() -> Model:
+        import torch  # only torch scenarios pay for the import
+
+        from simkit.training import TorchModel
+
+        activations: dict[str, Callable[[], torch.nn.Module]] = {
+            "relu": torch.nn.ReLU,
+            "tanh": torch.nn.Tanh,
+            "sigmoid": torch.nn.Sigmoid,
+            "gelu": torch.nn.GELU,
+            "leaky_relu": torch.nn.LeakyReLU,
+            "elu": torch.nn.ELU,
+        }
+        layers: list[torch.nn.Module] = []
+        width = n_features
+        for hidden in spec.hidden:
+            layers += [torch.nn.Linear(width, hidden), activations[spec.activation]()]
+            if spec.dropout > 0:
+                layers.append(torch.nn.Dropout(spec.dropout))
+            width = hidden
+        layers.append(torch.nn.Linear(width, n_classes))
+        module = torch.nn.Sequential(*layers)
+        loss = torch.nn.CrossEntropyLoss()
+        return TorchModel(module, loss, seed=seed, num_threads=spec.num_threads)
+
+    return make
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _schedule(spec: Any) -> Schedule | None:
+    if spec is None:
+        return None
+    if isinstance(spec, LinearSchedule):
+        return LinearDecay(spec.steps, spec.start, spec.end)
+    return MultiLinearDecay([LinearDecay(p.steps, p.start, p.end) for p in spec.pieces])
+
+
+def _client_optimizer(cfg: ScenarioConfig) -> Callable[[], Optimizer]:
+    spec = cfg.optimizer.client
+    if isinstance(spec, AdamConfig):
+        a = spec
+        return lambda: Adam(
+            a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.prox_mu, schedule=_schedule(a.schedule)
+        )
+    s = spec
+    return lambda: SGD(
+        s.lr,
+        momentum=s.momentum,
+        weight_decay=s.weight_decay,
+        nesterov=s.nesterov,
+        mu=s.prox_mu,
+        scaffold=s.scaffold,
+        schedule=_schedule(s.schedule),
+    )
+
+
+def _server_optimizer(cfg: ScenarioConfig) -> Callable[[], Optimizer]:
+    spec = cfg.optimizer.server
+    client = cfg.optimizer.client
+    scaffold = not isinstance(client, AdamConfig) and client.scaffold
+    common: dict[str, Any] = {"scaffold": scaffold, "n_clients": cfg.clients.count}
+    adaptive = spec.kind in ("fedadam", "fedyogi", "fedadagrad")
+    lr = spec.lr if spec.lr is not None else (0.01 if adaptive else 1.0)
+    beta1 = spec.beta1 if spec.beta1 is not None else (0.0 if spec.kind == "fedadagrad" else 0.9)
+
+    def make() -> Optimizer:
+        schedule = _schedule(spec.schedule)
+        if spec.kind == "fedavg":
+            return FedAvg(lr, schedule=schedule, **common)
+        if spec.kind == "fedavgm":
+            return FedAvgM(lr, spec.momentum, schedule=schedule, **common)
+        if spec.kind == "fedadagrad":
+            return FedAdagrad(lr, beta1, spec.tau, schedule=schedule, **common)
+        preset = FedAdam if spec.kind == "fedadam" else FedYogi
+        return preset(lr, beta1, spec.beta2, spec.tau, schedule=schedule, **common)
+
+    return make
+
+
+def _aggregator(cfg: ScenarioConfig) -> Aggregator:
+    spec = cfg.aggregator
+    if spec.kind == "weighted_mean":
+        return WeightedMean(by=spec.by)
+    if spec.kind == "mean":
+        return Mean()
+    if spec.kind == "median":
+        return Median()
+    return TrimmedMean(spec.fraction)
+
+
+def _training(cfg: ScenarioConfig) -> TrainingSetup:
+    t = cfg.training
+    n_epoch = t.n_epoch
+    if n_epoch is None and t.n_steps is None and t.timeout is None:
+        n_epoch = 1
+    return TrainingSetup(t.batch_size, n_epoch, t.n_steps, t.timeout, t.eval_batch_size)
+
+
+# ----------------------------------------------------------------------------- network, faults
+
+
+def _network(cfg: ScenarioConfig) -> NetworkModel:
+    net = cfg.network
+    spec = net.latency if isinstance(net.latency, float) else net.latency.model_dump()
+    link = LinkModel(latency=latency_from_spec(spec), bandwidth=net.bandwidth, loss=net.loss)
+    return NetworkModel(default=link, reorder=net.reorder)
+
+
+def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSchedule:
+    cfg = scenario.config
+    faults: list[Fault] = []
+    for i, table in enumerate(cfg.faults.events):
+        try:
+            faults.append(fault_from_dict(table, f"faults.events[{i}]"))
+        except FaultError as exc:
+            raise ScenarioError(f"{scenario.source}: {exc}") from None
+    drop = cfg.faults.dropout
+    if drop is not None and drop.fraction > 0:
+        rng = seeds.numpy("faults", "dropout")
+        chosen = sorted(rng.permutation(names)[: round(drop.fraction * len(names))].tolist())
+        mode: CrashMode = "loud" if drop.loud else "silent"
+        for name in chosen:
+            if drop.when == "round":
+                r = int(rng.integers(1, cfg.rounds + 1))
+                trigger = Trigger(kind="deliver", dst=name, type=drop.message, count=r)
+                faults.append(Crash(on=trigger, actor=name, mode=mode))
+            else:
+                at = float(rng.uniform(drop.window[0], drop.window[1]))
+                faults.append(Crash(at=at, actor=name, mode=mode))
+                if drop.restart_after is not None:
+                    faults.append(Restart(at=at + drop.restart_after, actor=name))
+    schedule = FaultSchedule(tuple(faults))
+    per_round = cfg.faults.per_round
+    if per_round is not None and per_round.rate > 0:
+        schedule = schedule + per_round_dropouts(
+            names,
+            seeds.numpy("faults", "per_round"),
+            rate=per_round.rate,
+            rounds=cfg.rounds,
+            round_type=per_round.message,
+            mode="loud" if per_round.loud else "silent",
+        )
+    return schedule
