@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from simkit.actors import Actor, Context
-from simkit.channels import MemoryNetwork, NetworkModel, Transport
+from simkit.channels import MemoryNetwork, NetworkModel, RealTimeOnly, TcpTransport, Transport
 from simkit.codec import DEFAULT_MAX_BODY
 from simkit.faults import (
     Crash,
@@ -206,6 +206,11 @@ class Simulation:
         except RuntimeError:
             self._origin = loop.time()
         if isinstance(loop, VirtualEventLoop):
+            if isinstance(self.transport, TcpTransport):
+                raise RealTimeOnly(
+                    "a TCP transport needs real time: run with mode='real' "
+                    "(virtual mode does no real I/O; DESIGN.md determinism rule 1)"
+                )
             loop.describe_blocked = self._describe_blocked
         self._done = anyio.Event()
         self._unfinished = {name for name, spec in self._specs.items() if not spec.daemon}
@@ -401,7 +406,7 @@ class Simulation:
     def _crash_now(self, spec: _Spec, *, loud: bool) -> None:
         ctx = spec.ctx
         spec.running = False
-        if isinstance(self.transport, MemoryNetwork):
+        if isinstance(self.transport, (MemoryNetwork, TcpTransport)):
             self.transport.crash(spec.name, loud=loud)
         if ctx is not None:
             ctx._kill()

@@ -1,4 +1,4 @@
-"""Channels: one interface, several transports (in-memory now, TCP next)."""
+"""Channels: one interface, several transports (in-memory and TCP)."""
 
 from simkit.channels._base import (
     BrokenChannel,
@@ -24,6 +24,7 @@ from simkit.channels.memory import (
     Uniform,
     latency_from_spec,
 )
+from simkit.channels.tcp import RealTimeOnly, TcpChannel, TcpListener, TcpTransport
 
 __all__ = [
     "BrokenChannel",
@@ -43,6 +44,10 @@ __all__ = [
     "NetworkModel",
     "OnClose",
     "OnMessage",
+    "RealTimeOnly",
+    "TcpChannel",
+    "TcpListener",
+    "TcpTransport",
     "Transport",
     "Uniform",
     "latency_from_spec",

@@ -1,12 +1,14 @@
-"""One conformance suite for every Channel transport (in-memory now; TCP next).
+"""One conformance suite for every Channel transport (in-memory and TCP).
 
-A transport fixture yields a factory ``make() -> (Transport, cleanup)``. Each
-test runs in its own virtual loop, so the in-memory transport is exercised
-deterministically; a socket transport adds its own fixture in real mode.
+A transport fixture gives a :class:`Kind`: how to make the transport and in
+which mode to run. Each test runs in its own loop: the in-memory transport in
+virtual time (deterministically), TCP in real time on loopback. Waits poll a
+condition rather than sleeping a fixed time, so both modes run fast.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,10 +21,13 @@ from simkit.channels import (
     ChannelClosed,
     ConnectRefused,
     MemoryNetwork,
+    TcpTransport,
     Transport,
 )
 from simkit.messages import ActionMessage, Drop, Join, Message, Ping, Send
-from simkit.runtime import run
+from simkit.runtime import Mode, run
+
+from .tcp_helpers import wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +49,27 @@ class Inbox:
         self.closed.append(reason)
 
 
-TransportFactory = Callable[[], Transport]
-TRANSPORTS: dict[str, TransportFactory] = {"memory": MemoryNetwork}
+@dataclass(frozen=True)
+class Kind:
+    make: Callable[[], Transport]
+    mode: Mode
+
+
+TransportFactory = Kind
+TRANSPORTS: dict[str, Kind] = {
+    "memory": Kind(MemoryNetwork, "virtual"),
+    "tcp": Kind(lambda: TcpTransport(close_timeout=0.5), "real"),
+}
 
 
 @pytest.fixture(params=sorted(TRANSPORTS))
-def make_transport(request: pytest.FixtureRequest) -> TransportFactory:
+def make_transport(request: pytest.FixtureRequest) -> Kind:
     return TRANSPORTS[request.param]
+
+
+async def settle() -> None:
+    """Give stray deliveries a chance to show up (before asserting none did)."""
+    await anyio.sleep(0.05)
 
 
 async def pair(transport: Transport) -> tuple[Channel, Channel, Inbox, Inbox]:
@@ -59,7 +78,7 @@ async def pair(transport: Transport) -> tuple[Channel, Channel, Inbox, Inbox]:
     listener = transport.listen("server", "server")
     listener.start(accepted.append)
     client = await transport.connect("client", "server")
-    await anyio.sleep(0.01)
+    await wait_until(lambda: accepted)
     (server,) = accepted
     cin, sin = Inbox(), Inbox()
     client.start(cin.on_message, cin.on_close)
@@ -67,11 +86,17 @@ async def pair(transport: Transport) -> tuple[Channel, Channel, Inbox, Inbox]:
     return client, server, cin, sin
 
 
-def run_with(make: TransportFactory, body: Callable[[Transport], Awaitable[None]]) -> None:
+def run_with(kind: Kind, body: Callable[[Transport], Awaitable[None]]) -> None:
     async def main() -> None:
-        await body(make())
+        transport = kind.make()
+        try:
+            await body(transport)
+        finally:
+            aclose = getattr(transport, "aclose", None)
+            if aclose is not None and inspect.iscoroutinefunction(aclose):
+                await aclose()
 
-    run(main)
+    run(main, mode=kind.mode)
 
 
 def test_messages_arrive_in_order_and_decoded(make_transport: TransportFactory) -> None:
@@ -80,7 +105,7 @@ def test_messages_arrive_in_order_and_decoded(make_transport: TransportFactory) 
         for i in range(20):
             client.send_nowait(Send("Hello", Hello(i)))
         client.send_nowait(Ping(7))
-        await anyio.sleep(0.1)
+        await wait_until(lambda: len(sin.messages) == 21)
         sends = [m for m in sin.messages if isinstance(m, Send)]
         assert [m.payload.decode() for m in sends] == [Hello(i) for i in range(20)]  # type: ignore[union-attr]
         assert sin.messages[-1] == Ping(7)
@@ -104,7 +129,8 @@ def test_local_close_then_send_raises_channel_closed(make_transport: TransportFa
         client.close("twice is fine")
         with pytest.raises(ChannelClosed):
             client.send_nowait(Ping(1))
-        await anyio.sleep(0.1)
+        await wait_until(lambda: sin.closed)
+        await settle()
         assert sin.messages == [Drop("bye")]  # data sent before the close arrives first
         assert sin.closed == ["done"]
         assert cin.closed == []
@@ -116,7 +142,7 @@ def test_remote_close_then_send_raises_broken_channel(make_transport: TransportF
     async def body(t: Transport) -> None:
         client, server, cin, _sin = await pair(t)
         server.close("server leaves")
-        await anyio.sleep(0.1)
+        await wait_until(lambda: cin.closed)
         assert cin.closed == ["server leaves"]
         assert client.closed
         with pytest.raises(BrokenChannel):
@@ -132,7 +158,8 @@ def test_messages_before_start_are_kept(make_transport: TransportFactory) -> Non
         client = await t.connect("client", "server")
         client.send_nowait(Ping(1))
         client.send_nowait(Ping(2))
-        await anyio.sleep(0.1)
+        await wait_until(lambda: accepted)
+        await settle()
         inbox = Inbox()
         accepted[0].start(inbox.on_message, inbox.on_close)
         assert inbox.messages == [Ping(1), Ping(2)]
