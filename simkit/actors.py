@@ -45,6 +45,7 @@ from simkit.messages import (
     version_compatible,
 )
 from simkit.rng import PathPart, SeedTree
+from simkit.runtime import VirtualEventLoop
 
 if TYPE_CHECKING:
     from simkit.simulation import Simulation
@@ -362,6 +363,8 @@ class Context:
         self._alive = True
         self.waiting_on = "starting"
         self.speed = 1.0
+        # peer name -> how many times it joined (a restarted client gets a new session)
+        self._sessions: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<Context {self.name}#{self.incarnation}>"
@@ -371,6 +374,11 @@ class Context:
     def now(self) -> float:
         """The current time in seconds since the run started."""
         return self._sim.now()
+
+    @property
+    def virtual(self) -> bool:
+        """Whether the run is in virtual time (modelled compute must be slept)."""
+        return isinstance(self._loop, VirtualEventLoop)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` (virtual seconds in virtual mode)."""
@@ -447,6 +455,14 @@ class Context:
         """Whether ``peer`` is currently connected."""
         return peer in self._peers
 
+    def session(self, peer: str) -> int:
+        """How many times ``peer`` has joined (0: never).
+
+        A peer that reconnects (a restarted client) starts a new session: state
+        kept about the old one (which weights it holds) no longer applies.
+        """
+        return self._sessions.get(peer, 0)
+
     async def wait_for_peers(self, n: int, timeout: float | None = None) -> list[str]:
         """Wait until at least ``n`` peers are connected; return them sorted.
 
@@ -504,6 +520,7 @@ class Context:
             self._lost_peer(old, "replaced by a new connection")
         conn.state = "open"
         self._peers[conn.peer] = conn
+        self._sessions[conn.peer] = self._sessions.get(conn.peer, 0) + 1
         self._record("peer_up", conn.peer)
         conn.start_heartbeats()
         watchers, self._peer_watchers = self._peer_watchers, []
@@ -597,6 +614,10 @@ class Context:
                 del self._mailbox[i]
                 return item
         return None
+
+    def take(self, types: TypeFilter = None, *, src: str | None = None) -> Received | None:
+        """Take the oldest message matching ``types`` (and ``src``) now, or ``None``."""
+        return self._take(_type_names(types), frozenset((src,)) if src is not None else None)
 
     def pending(self, types: TypeFilter = None) -> int:
         """How many received messages (of ``types``) wait in the mailbox."""

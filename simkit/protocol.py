@@ -17,7 +17,7 @@ own protocol the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -191,8 +191,18 @@ class ProtocolPlugin(Protocol):
         """
         ...
 
-    def build(self, setup: ScenarioSetup, sim: Simulation) -> ProtocolRun:
-        """Add the protocol's actors to ``sim`` and return a handle on the run."""
+    def build(
+        self, setup: ScenarioSetup, sim: Simulation, only: Collection[str] | None = None
+    ) -> ProtocolRun:
+        """Add the protocol's actors to ``sim`` and return a handle on the run.
+
+        Args:
+            setup: The validated scenario.
+            sim: The simulation (virtual or real, in-memory or TCP transport).
+            only: Add only the actors with these names (``"server"``, client
+                names): ``simkit serve`` builds the server alone, ``simkit
+                client`` one client. ``None``: all of them.
+        """
         ...
 
 

@@ -9,7 +9,7 @@ and evaluates the new weights on the server's test set. Clients train with a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -179,12 +179,16 @@ class FakePlugin:
         if not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"{source}: protocol.round_timeout: must be > 0, got {timeout!r}")
 
-    def build(self, setup: ScenarioSetup, sim: Simulation) -> FakeRun:
+    def build(
+        self, setup: ScenarioSetup, sim: Simulation, only: Collection[str] | None = None
+    ) -> FakeRun:
         self.built.append(setup)
         server = FakeServer(setup, setup.protocol)
-        sim.add(server)
+        if only is None or server.name in only:
+            sim.add(server)
         for client in setup.clients:
-            sim.add(_client_factory(setup, client), name=client.name, daemon=True)
+            if only is None or client.name in only:
+                sim.add(_client_factory(setup, client), name=client.name, daemon=True)
         return FakeRun(server)
 
 

@@ -1,0 +1,174 @@
+"""The FedAvg client actor: join, then answer training and evaluation requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from protocols.messages import (
+    Error,
+    EvaluationReply,
+    EvaluationRequest,
+    TrainReply,
+    TrainRequest,
+)
+from simkit.actors import Actor, Context, PeerGone, Rejected
+from simkit.channels import ConnectError
+from simkit.messages import Message
+from simkit.protocol import ClientSetup, ScenarioSetup
+from simkit.training import (
+    TrainFailure,
+    TrainingManager,
+    TrainResult,
+    Weights,
+    load_state,
+    save_state,
+)
+
+__all__ = ["FedAvgClient", "client_checkpoint_path"]
+
+_REQUESTS = (TrainRequest, EvaluationRequest)
+
+
+def client_checkpoint_path(directory: Path, name: str) -> Path:
+    """Where client ``name`` keeps its state inside a checkpoint directory."""
+    return directory / "clients" / f"{name}.npz"
+
+
+class FedAvgClient(Actor):
+    """Trains on its shard when asked; keeps the global weights it was sent.
+
+    The server sends the weights only when the client lacks their version;
+    the client keeps them (its model is overwritten by local training) and
+    answers ``Error(stage="weights")`` if told to use a version it does not
+    hold (after a restart, say). A request superseded by a newer one already
+    waiting is skipped (a straggler catches up instead of replying late
+    twice). After every training round the client saves its state (model,
+    optimizer with module states, batch RNG, global weights) when the run
+    keeps checkpoints, and a resumed run starts from it.
+
+    Args:
+        setup: The scenario.
+        client: This client's name, data and speed.
+        server: The server's actor name (or TCP address book name).
+        token: The token to join with.
+        connect_timeout: Keep trying to join for this many seconds.
+    """
+
+    def __init__(
+        self,
+        setup: ScenarioSetup,
+        client: ClientSetup,
+        *,
+        server: str = "server",
+        token: str = "",
+        connect_timeout: float = 60.0,
+    ) -> None:
+        self.name = client.name
+        self.setup = setup
+        self.server = server
+        self.token = token
+        self.connect_timeout = connect_timeout
+        self.manager = TrainingManager(
+            setup.model(),
+            setup.client_optimizer(),
+            client.train,
+            client.valid,
+            seed_tree=setup.seeds.child("client", client.name),
+            cost=setup.cost,
+            speed=client.speed,
+        )
+        self.weights: Weights | None = None
+        self.version = -1
+        if setup.resume_dir is not None:
+            self._restore(client_checkpoint_path(setup.resume_dir, self.name))
+
+    async def run(self, ctx: Context) -> None:
+        if not ctx.virtual:
+            self.manager.clock = ctx.now  # real time: effort is measured, not modelled
+        if not await self._join(ctx):
+            return
+        while True:
+            try:
+                got = await ctx.recv(_REQUESTS, src=self.server)
+            except PeerGone:
+                return
+            request = self._latest(ctx, got.decode())
+            reply, spent = self._answer(request)
+            if spent > 0 and ctx.virtual:
+                await ctx.compute(spent)
+            try:
+                await ctx.send(self.server, reply)
+            except PeerGone:
+                return
+
+    async def _join(self, ctx: Context) -> bool:
+        """Join the server, retrying while it is not listening yet."""
+        deadline = ctx.now() + self.connect_timeout
+        delay = 0.1
+        while True:
+            try:
+                await ctx.connect(self.server, token=self.token, timeout=self.connect_timeout)
+                return True
+            except Rejected as exc:
+                ctx.log(f"join rejected: {exc}")
+                return False
+            except (ConnectError, TimeoutError) as exc:
+                if ctx.now() + delay > deadline:
+                    ctx.log(f"could not join {self.server}: {exc}")
+                    return False
+            await ctx.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+    def _latest(self, ctx: Context, msg: Message) -> TrainRequest | EvaluationRequest:
+        """``msg``, or the newest request already waiting (older ones only bring weights)."""
+        assert isinstance(msg, _REQUESTS)
+        self._keep_weights(msg)
+        while (newer := ctx.take(_REQUESTS, src=self.server)) is not None:
+            decoded = newer.decode()
+            assert isinstance(decoded, _REQUESTS)
+            ctx.log(f"skipped {type(msg).__name__} of round {msg.round}: superseded")
+            msg = decoded
+            self._keep_weights(msg)
+        return msg
+
+    def _keep_weights(self, msg: TrainRequest | EvaluationRequest) -> None:
+        if msg.weights is not None:
+            self.weights, self.version = msg.weights, msg.version
+
+    def _answer(self, request: TrainRequest | EvaluationRequest) -> tuple[Message, float]:
+        """The reply to ``request`` and the compute time it cost."""
+        if self.weights is None or request.version != self.version:
+            text = f"holds weights version {self.version}, was asked to use {request.version}"
+            return Error(request.round, "weights", text), 0.0
+        if isinstance(request, EvaluationRequest):
+            evaluated = self.manager.evaluation_round(request.instructions(self.weights))
+            if isinstance(evaluated, TrainFailure):
+                return Error(request.round, "evaluate", evaluated.error_text), 0.0
+            return EvaluationReply(request.round, evaluated), evaluated.effort.t_spent
+        result = self.manager.training_round(request.instructions(self.weights))
+        if isinstance(result, TrainFailure):
+            return Error(request.round, "train", result.error_text), 0.0
+        if self.setup.checkpoint_dir is not None:
+            self._save(client_checkpoint_path(self.setup.checkpoint_dir, self.name), result)
+        return TrainReply(request.round, result), result.effort.t_spent
+
+    def _save(self, path: Path, result: TrainResult) -> None:
+        assert self.weights is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_state(
+            path,
+            {
+                "round": result.round,
+                "version": self.version,
+                "weights": self.weights.to_dict(),
+                "manager": self.manager.state_dict(),
+            },
+        )
+
+    def _restore(self, path: Path) -> None:
+        if not path.exists():
+            return  # it never trained before the checkpoint: it starts fresh
+        state = load_state(path)
+        self.manager.load_state_dict(state["manager"])
+        self.weights = Weights.from_dict(state["weights"])
+        self.version = int(state["version"])

@@ -1,0 +1,102 @@
+"""The ``fedavg`` protocol plugin: validate the ``[protocol]`` table, build the actors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from protocols.fedavg._client import FedAvgClient
+from protocols.fedavg._core import FedAvgCore
+from protocols.fedavg._options import FedAvgOptions
+from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
+from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
+from simkit.scenario import ScenarioError
+from simkit.simulation import Simulation
+from simkit.training import Weights, load_state
+
+__all__ = ["PLUGIN", "FedAvgPlugin", "FedAvgRun"]
+
+
+class FedAvgRun:
+    """The handle :meth:`FedAvgPlugin.build` returns: rounds and final weights."""
+
+    def __init__(self, core: FedAvgCore) -> None:
+        self.core = core
+
+    def rounds(self) -> list[RoundRecord]:
+        """Every round so far (those restored from a checkpoint first)."""
+        return list(self.core.records)
+
+    def weights(self) -> Weights:
+        """The global weights."""
+        return self.core.weights
+
+
+class FedAvgPlugin:
+    """Registered under ``simkit.protocols`` as ``fedavg``."""
+
+    name = "fedavg"
+
+    def validate(self, table: Mapping[str, Any], source: str) -> None:
+        """Check the ``[protocol]`` table (see :class:`FedAvgOptions`)."""
+        FedAvgOptions.from_table(table, source)
+
+    def options(self, setup: ScenarioSetup) -> FedAvgOptions:
+        """The scenario's validated options."""
+        return FedAvgOptions.from_table(setup.protocol, setup.name)
+
+    def build(
+        self, setup: ScenarioSetup, sim: Simulation, only: Collection[str] | None = None
+    ) -> FedAvgRun:
+        """Add the server and the clients (or ``only`` those named) to ``sim``.
+
+        Raises:
+            ScenarioError: ``setup.resume_dir`` holds a checkpoint of another
+                scenario, seed or client set, or an unreadable one.
+        """
+        mode = setup.secagg.get("mode", "off")
+        if mode != "off":
+            raise ScenarioError(
+                f"{setup.name}: secagg.mode = {mode!r} is not supported by protocol 'fedavg' yet"
+            )
+        core = FedAvgCore(setup, self.options(setup))
+        if setup.resume_dir is not None:
+            _resume(core, setup)
+        server_here = only is None or SERVER_NAME in only
+        if server_here:
+            sim.add(FedAvgServer(core))
+        for client in setup.clients:
+            if only is None or client.name in only:
+                sim.add(_client(setup, client), name=client.name, daemon=server_here)
+        return FedAvgRun(core)
+
+
+def _client(setup: ScenarioSetup, client: ClientSetup) -> Callable[[], FedAvgClient]:
+    # A factory: a restarted client is a fresh process (fresh state, rejoins).
+    return lambda: FedAvgClient(setup, client)
+
+
+def _resume(core: FedAvgCore, setup: ScenarioSetup) -> None:
+    assert setup.resume_dir is not None
+    path = checkpoint_path(setup.resume_dir)
+    if not path.exists():
+        raise ScenarioError(f"{setup.resume_dir}: no FedAvg checkpoint ({path.name} is missing)")
+    try:
+        state = load_state(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ScenarioError(f"{path}: unreadable checkpoint: {exc}") from None
+    found = (state.get("scenario"), state.get("seed"), list(state.get("clients", [])))
+    wanted = (setup.name, setup.seed, setup.client_names)
+    if found != wanted:
+        raise ScenarioError(
+            f"{path}: checkpoint of scenario {found[0]!r} seed {found[1]} with "
+            f"{len(found[2])} clients; this run is {wanted[0]!r} seed {wanted[1]} with "
+            f"{len(wanted[2])} clients"
+        )
+    try:
+        core.load_state_dict(state["core"])
+    except (KeyError, ValueError) as exc:
+        raise ScenarioError(f"{path}: checkpoint does not fit this scenario: {exc}") from None
+
+
+PLUGIN = FedAvgPlugin()

@@ -1,0 +1,219 @@
+"""The FedAvg server actor: a thin async loop around :class:`FedAvgCore`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocols.fedavg._core import FedAvgCore, RoundOutcome
+from protocols.messages import Error, EvaluationReply, TrainReply
+from simkit.actors import Actor, Context
+from simkit.messages import Message
+from simkit.protocol import RoundRecord
+from simkit.training import EvalResult, TrainResult, save_state
+
+__all__ = ["SERVER_NAME", "FedAvgServer", "checkpoint_path"]
+
+SERVER_NAME = "server"
+_REPLIES = (TrainReply, EvaluationReply, Error)
+
+
+def checkpoint_path(directory: Path) -> Path:
+    """Where the server keeps its state inside a checkpoint directory."""
+    return directory / "server.npz"
+
+
+@dataclass(slots=True)
+class _Collected:
+    """The replies of one request round."""
+
+    results: dict[str, TrainResult | EvalResult] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    late: int = 0
+
+
+class FedAvgServer(Actor):
+    """Runs the rounds: sample, send, collect with a deadline, aggregate, evaluate.
+
+    Args:
+        core: The round logic and state (restored from a checkpoint when resuming).
+        token: Joins must present this token (empty: none).
+    """
+
+    def __init__(self, core: FedAvgCore, *, token: str = "") -> None:
+        self.name = SERVER_NAME
+        self.core = core
+        self.token = token
+        # client -> (session, version) of the global weights it was last sent
+        self._holds: dict[str, tuple[int, int]] = {}
+        self._known = frozenset(core.setup.client_names)
+
+    async def run(self, ctx: Context) -> None:
+        core, setup, options = self.core, self.core.setup, self.core.options
+        ctx.listen(token=self.token)
+        if core.round >= setup.rounds or core.stopped:
+            ctx.log(f"nothing to do: resumed after round {core.round} of {setup.rounds}")
+            return
+        try:
+            await ctx.wait_for_peers(len(self._known), timeout=options.join_timeout)
+        except TimeoutError:
+            ctx.log(f"{len(self._clients(ctx))} of {len(self._known)} clients joined in time")
+        for r in range(core.round + 1, setup.rounds + 1):
+            record = await self._round(ctx, r)
+            stop = core.record(record)
+            if setup.on_round is not None:
+                setup.on_round(record)
+            if setup.checkpoint_dir is not None:
+                self._checkpoint(setup.checkpoint_dir)
+            if stop:
+                ctx.log(core.stopped)
+                break
+            if record.aborted and options.on_abort == "stop":
+                core.stopped = f"round {r} aborted ({record.reason}) and on_abort = 'stop'"
+                ctx.log(core.stopped)
+                break
+
+    def _clients(self, ctx: Context) -> list[str]:
+        return [p for p in ctx.peers() if p in self._known]
+
+    async def _round(self, ctx: Context, r: int) -> RoundRecord:
+        core, options = self.core, self.core.options
+        t_start = ctx.now()
+        ctx.mark("round", f"round {r}")
+        late = self._drain(ctx)
+        available = self._clients(ctx)
+        if len(available) < options.min_clients:
+            try:
+                await ctx.wait_for_peers(options.min_clients, timeout=options.join_timeout)
+            except TimeoutError:
+                pass
+            available = self._clients(ctx)
+        if len(available) < options.min_clients:
+            reason = f"{len(available)} clients connected < min_clients {options.min_clients}"
+            return RoundRecord(
+                r, (), (), (), late, t_start=t_start, t_end=ctx.now(), aborted=True, reason=reason
+            )
+        core.begin_round(r)
+        sampled = core.sample(r, available)
+        asked = await self._send(
+            ctx,
+            sampled,
+            lambda with_weights: core.train_request(r, with_weights=with_weights),
+        )
+        unreachable = sorted(set(sampled) - set(asked))
+        got = await self._collect(ctx, asked, r, TrainReply, options.round_timeout)
+        train = {c: res for c, res in got.results.items() if isinstance(res, TrainResult)}
+        outcome = core.aggregate(train)
+        late += got.late
+        metrics: dict[str, float] = {}
+        if outcome.updated and core.evaluates(r):
+            metrics, eval_late = await self._evaluate(ctx, r, outcome)
+            late += eval_late
+        return RoundRecord(
+            round=r,
+            sampled=tuple(sampled),
+            replied=outcome.used,
+            failed=tuple(sorted(set(got.failed) | set(unreachable))),
+            late=late,
+            loss=outcome.loss,
+            accuracy=metrics.get("accuracy"),
+            eval_loss=metrics.get("loss"),
+            t_start=t_start,
+            t_end=ctx.now(),
+            aborted=not outcome.updated,
+            reason=outcome.reason,
+        )
+
+    async def _send(
+        self, ctx: Context, clients: Sequence[str], make: Callable[[bool], Message]
+    ) -> list[str]:
+        """Send a request to ``clients``, with the weights only to those lacking them.
+
+        Returns:
+            The clients reached (sorted).
+        """
+        version = self.core.version
+        fresh: list[str] = []
+        holding: list[str] = []
+        for c in clients:
+            (holding if self._holds.get(c) == (ctx.session(c), version) else fresh).append(c)
+        failed: list[str] = []
+        if fresh:
+            failed += await ctx.broadcast(fresh, make(True))
+        if holding:
+            failed += await ctx.broadcast(holding, make(False))
+        reached = sorted(set(clients) - set(failed))
+        for c in reached:
+            self._holds[c] = (ctx.session(c), version)
+        return reached
+
+    async def _collect(
+        self,
+        ctx: Context,
+        clients: Sequence[str],
+        r: int,
+        kind: type[TrainReply] | type[EvaluationReply],
+        timeout: float,
+    ) -> _Collected:
+        """Wait for one ``kind`` reply of round ``r`` from each client, until ``timeout``.
+
+        Replies of other rounds are counted as late and discarded; an
+        ``Error`` fails its client.
+        """
+        out = _Collected()
+        deadline = ctx.now() + timeout
+        stage = "train" if kind is TrainReply else "evaluate"
+        waiting = list(clients)
+        while waiting:
+            left = deadline - ctx.now()
+            if left <= 0:
+                out.failed += waiting
+                break
+            replies, gone = await ctx.wait_for_replies(waiting, (kind, Error), timeout=left)
+            out.failed += gone
+            waiting = []
+            for name, item in replies.items():
+                msg = item.decode()
+                if isinstance(msg, Error) and msg.round == r and msg.stage in (stage, "weights"):
+                    ctx.log(f"{name} failed round {r} ({msg.stage}): {msg.text}")
+                    if msg.stage == "weights":
+                        self._holds.pop(name, None)
+                    out.failed.append(name)
+                elif isinstance(msg, (TrainReply, EvaluationReply)) and msg.round == r:
+                    out.results[name] = msg.result
+                else:
+                    out.late += 1
+                    waiting.append(name)
+        return out
+
+    async def _evaluate(
+        self, ctx: Context, r: int, outcome: RoundOutcome
+    ) -> tuple[dict[str, float], int]:
+        core = self.core
+        if core.evaluation_mode() in ("server", "train"):
+            return core.evaluate_on_server(r), 0
+        evaluators = [c for c in outcome.used if ctx.is_connected(c)]
+        asked = await self._send(ctx, evaluators, lambda w: core.eval_request(r, with_weights=w))
+        got = await self._collect(ctx, asked, r, EvaluationReply, core.options.eval_timeout)
+        evals = {c: res for c, res in got.results.items() if isinstance(res, EvalResult)}
+        return core.merge_evaluations(evals), got.late
+
+    def _drain(self, ctx: Context) -> int:
+        """Discard replies left from earlier rounds; return how many."""
+        count = 0
+        while ctx.take(_REPLIES) is not None:
+            count += 1
+        return count
+
+    def _checkpoint(self, directory: Path) -> None:
+        setup = self.core.setup
+        save_state(
+            checkpoint_path(directory),
+            {
+                "scenario": setup.name,
+                "seed": setup.seed,
+                "clients": setup.client_names,
+                "core": self.core.state_dict(),
+            },
+        )
