@@ -54,8 +54,10 @@ def losses(result: RunResult) -> list[float]:
 
 def test_options_defaults_and_types() -> None:
     options = FedAvgOptions.from_table({"fraction": 1, "round_timeout": 5}, "x.toml")
-    assert options.fraction == 1.0 and isinstance(options.round_timeout, float)
-    assert options.min_replies == 1 and options.on_abort == "continue"
+    assert options.fraction == 1.0
+    assert isinstance(options.round_timeout, float)
+    assert options.min_replies == 1
+    assert options.on_abort == "continue"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def test_options_defaults_and_types() -> None:
     ],
 )
 def test_options_errors_name_the_file_and_key(table: dict[str, Any], needle: str) -> None:
-    with pytest.raises(ValueError, match="^x.toml: ") as info:
+    with pytest.raises(ValueError, match=r"^x\.toml: ") as info:
         FedAvgOptions.from_table(table, "x.toml")
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
@@ -95,7 +97,9 @@ def test_sampling_is_seeded_sized_and_sorted() -> None:
     core = core_for(scenario(protocol={"fraction": 0.5, "min_clients": 2}))
     pool = [f"c{i:03d}" for i in range(10)]
     first = core.sample(1, pool)
-    assert first == sorted(first) and len(first) == 5 and set(first) <= set(pool)
+    assert first == sorted(first)
+    assert len(first) == 5
+    assert set(first) <= set(pool)
     assert core.sample(1, list(reversed(pool))) == first  # availability order is irrelevant
     assert any(core.sample(r, pool) != first for r in range(2, 6))
     assert len(core.sample(1, pool[:3])) == 2  # min_clients wins over the fraction
@@ -109,8 +113,11 @@ def test_a_clean_run_uses_every_client_and_learns() -> None:
     result = run_scenario(scenario(rounds=6))
     assert result.rounds_completed == 6
     for record in result.rounds:
-        assert record.replied == record.sampled and not record.failed and not record.aborted
-        assert record.accuracy is not None and record.eval_loss is not None
+        assert record.replied == record.sampled
+        assert not record.failed
+        assert not record.aborted
+        assert record.accuracy is not None
+        assert record.eval_loss is not None
     assert losses(result)[-1] < losses(result)[0]
 
 
@@ -148,7 +155,8 @@ def test_too_few_replies_abort_the_round_cleanly_and_the_run_goes_on() -> None:
     aborted = [r for r in result.rounds if r.aborted]
     assert aborted, "4 clients left, min_replies 5: later rounds must abort"
     for record in aborted:
-        assert "min_replies 5" in record.reason and record.accuracy is None
+        assert "min_replies 5" in record.reason
+        assert record.accuracy is None
     assert len(result.rounds) == 4  # on_abort = continue
     # an aborted round leaves the weights alone: the next requests carry no weights
     stop = run_scenario({**data, "protocol": {**data["protocol"], "on_abort": "stop"}})
@@ -202,7 +210,9 @@ def test_restarted_client_rejoins_and_takes_part_again() -> None:
     result = run_scenario(data)
     took_part = [r.round for r in result.rounds if "c004" in r.replied]
     missing = [r.round for r in result.rounds if "c004" not in r.replied]
-    assert missing and took_part and max(took_part) > min(missing)
+    assert missing
+    assert took_part
+    assert max(took_part) > min(missing)
 
 
 def test_errors_in_user_code_fail_the_client_not_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +232,8 @@ def test_errors_in_user_code_fail_the_client_not_the_run(monkeypatch: pytest.Mon
     data = scenario(rounds=2, clients={"count": 3}, training={"batch_size": 7})
     result = run_scenario(data)
     assert result.rounds_completed == 2
-    assert len(result.rounds[0].failed) == 1 and len(result.rounds[0].replied) == 2
+    assert len(result.rounds[0].failed) == 1
+    assert len(result.rounds[0].replied) == 2
     assert len(result.rounds[1].replied) == 3
     logs = [e.info for e in result.trace.events if e.kind == "log"]
     assert any("FloatingPointError: exploding gradient" in text for text in logs)
@@ -288,7 +299,8 @@ def test_fedprox_beats_fedavg_under_stragglers() -> None:
     fedavg = run_scenario(
         path, overrides=["rounds=15", "optimizer.client.prox_mu=0", "training.timeout=1000"]
     )
-    assert fedavg.rounds[-1].eval_loss is not None and fedprox.rounds[-1].eval_loss is not None
+    assert fedavg.rounds[-1].eval_loss is not None
+    assert fedprox.rounds[-1].eval_loss is not None
     assert fedprox.rounds[-1].eval_loss < fedavg.rounds[-1].eval_loss
     assert sum(len(r.failed) for r in fedavg.rounds) > 0  # its stragglers were dropped
     assert all(not r.failed for r in fedprox.rounds)
