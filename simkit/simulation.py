@@ -97,7 +97,9 @@ class Simulation:
         fail_fast: Stop the run when an actor raises.
         max_time: Virtual-time bound (``VirtualTimeLimitExceeded`` beyond).
         max_body: Frame size limit in bytes.
-        transport: A transport to use instead of an in-memory network.
+        transport: A transport to use instead of an in-memory network (a
+            :class:`~simkit.channels.TcpTransport` without a trace of its own
+            records into this simulation's).
     """
 
     def __init__(
@@ -128,6 +130,8 @@ class Simulation:
             trace=self.trace,
             max_body=max_body,
         )
+        if isinstance(self.transport, TcpTransport) and self.transport.trace is None:
+            self.transport.trace = self.trace
         self._specs: dict[str, _Spec] = {}
         self._errors: list[tuple[str, str]] = []
         self._tg: anyio.abc.TaskGroup | None = None
@@ -136,6 +140,7 @@ class Simulation:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trigger_counts: list[int] = []
         self._triggered: list[tuple[Trigger, Fault]] = []
+        self._trigger_index: dict[tuple[str, str | None], dict[str | None, list[int]]] = {}
         self._pending_restarts: dict[str, int] = {}
         self._failure: BaseException | None = None
         self._unfinished: set[str] = set()  # non-daemon actors not yet done
@@ -183,6 +188,17 @@ class Simulation:
         spec = _Spec(name, factory, daemon, start_at)
         spec.instance = first
         self._specs[name] = spec
+
+    def set_daemon(self, name: str, daemon: bool) -> None:
+        """Make actor ``name`` a daemon or not (before the run).
+
+        A process that runs one client of a protocol alone sets it non-daemon,
+        so the run ends when it does.
+
+        Raises:
+            KeyError: No such actor.
+        """
+        self._spec(name).daemon = daemon
 
     # -- running ----------------------------------------------------------------------------
 
@@ -318,7 +334,10 @@ class Simulation:
                 self._loop.call_at(self._origin + fault.at, self._apply_timed, fault)
             else:
                 assert fault.on is not None
-                self._triggered.append((fault.on, fault))
+                on = fault.on
+                by_dst = self._trigger_index.setdefault((on.kind, on.type), {})
+                by_dst.setdefault(on.dst, []).append(len(self._triggered))
+                self._triggered.append((on, fault))
                 self._trigger_counts.append(0)
         if self._triggered:
             self.trace.add_listener(self._on_event)
@@ -331,7 +350,18 @@ class Simulation:
     def _on_event(
         self, t: float, kind: str, src: str, dst: str, type_name: str, nbytes: int
     ) -> None:
-        for i, (trigger, fault) in enumerate(self._triggered):
+        # Indexed by (kind, type) then dst, with None as the wildcard of each:
+        # a run with thousands of triggered faults stays linear in its events.
+        hits: list[int] = []
+        for key in ((kind, type_name), (kind, None)):
+            by_dst = self._trigger_index.get(key)
+            if by_dst is not None:
+                hits.extend(by_dst.get(dst, ()))
+                hits.extend(by_dst.get(None, ()))
+        if len(hits) > 1:
+            hits.sort()  # apply in schedule order, as listed
+        for i in hits:
+            trigger, fault = self._triggered[i]
             if trigger.matches(kind, src, dst, type_name):
                 self._trigger_counts[i] += 1
                 if self._trigger_counts[i] == trigger.count:
