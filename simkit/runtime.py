@@ -13,7 +13,9 @@ nothing can ever happen again: the run fails with :class:`SimulationDeadlock`,
 naming the tasks that are blocked. A bound on virtual time
 (``max_time``) ends a runaway run with :class:`VirtualTimeLimitExceeded`.
 
-In **real** mode the same coroutines run on a normal asyncio loop.
+In **real** mode the same coroutines run on a normal asyncio loop
+(:class:`RealTimeEventLoop`) whose clock reads 0 when the run starts, so that
+times in a real run's trace count from its start, as in a virtual run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import gc
 import heapq
 import itertools
 import selectors
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
@@ -35,6 +38,7 @@ from simkit.rng import SeedTree
 
 __all__ = [
     "Mode",
+    "RealTimeEventLoop",
     "RunInfo",
     "SimulationDeadlock",
     "SimulationError",
@@ -136,6 +140,21 @@ class _VirtualSelector(selectors.BaseSelector):
             return []
         loop._advance_to_next_timer(timeout)
         return []
+
+
+class RealTimeEventLoop(asyncio.SelectorEventLoop):
+    """An ordinary asyncio loop whose clock counts seconds since it was made.
+
+    The wall clock (``time.monotonic``) drives it: this is real mode.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._t0 = time.monotonic()
+
+    def time(self) -> float:
+        """Real seconds since the loop was made."""
+        return time.monotonic() - self._t0
 
 
 class VirtualEventLoop(asyncio.SelectorEventLoop):
@@ -335,7 +354,7 @@ def run(
                 raise loop.failure from None
             raise
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"loop_factory": RealTimeEventLoop}
     if mode == "virtual":
         options["loop_factory"] = lambda: VirtualEventLoop(max_time=max_time)
     with _gc_tuned():

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from simkit.runtime import (
+    RealTimeEventLoop,
     SimulationDeadlock,
     VirtualEventLoop,
     VirtualTimeLimitExceeded,
@@ -87,6 +88,23 @@ def test_real_mode_runs_the_same_code() -> None:
         return info.mode, 0.005 < info.now() < 5.0
 
     assert run(main, mode="real") == ("real", True)
+
+
+def test_real_mode_clock_counts_from_the_start_of_the_run() -> None:
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await anyio.sleep(0.02)
+        return isinstance(loop, RealTimeEventLoop), loop.time() - start
+
+    is_real, slept = run(main, mode="real")
+    assert is_real
+    assert 0.015 < slept < 5.0
+    assert run(_loop_time, mode="real") < 5.0  # not the monotonic clock of the machine
+
+
+async def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def test_the_loop_is_virtual_only_in_virtual_mode() -> None:

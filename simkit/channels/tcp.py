@@ -15,6 +15,16 @@ logged on the ``simkit.channels.tcp`` logger. A peer that stalls inside a
 frame for ``read_timeout`` seconds is broken. Silence *between* frames is
 left to the heartbeats of :mod:`simkit.actors`.
 
+A transport may hold a shared **token** (``TcpTransport(token=...)``): a
+``Join`` sent through it carries the token when the actor gave none, and a
+``Join`` received by one of its listeners with another token is answered
+``Reject("auth", "wrong token")`` and closed before the actor sees it. Every
+process of a deployment (``simkit serve``, ``simkit client``) is given the
+same token, whatever its protocol's actors do. Given a ``trace``, the
+transport records a ``send`` event for each frame queued and a ``deliver``
+event for each frame received (without payload digests: hashing every body
+would slow a 100 MB transfer for nothing reproducible).
+
 Addresses: actors address peers by name. A :class:`TcpTransport` keeps an
 address book from names to ``host:port``; ``listen(owner, name)`` for a name
 not in the book binds ``host:0`` and records the port the system chose, so
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import logging
 import socket
 import ssl
@@ -62,8 +73,17 @@ from simkit.channels._framing import (
     close_notice,
 )
 from simkit.channels._tcpio import LinkBroken, SocketIO, StreamIO, TransportIO, format_address
+from simkit.channels.memory import TraceSink
 from simkit.codec import DEFAULT_MAX_BODY, DecodeError
-from simkit.messages import ActionMessage, body_size, decode_action, encode_action
+from simkit.messages import (
+    ActionMessage,
+    Join,
+    Reject,
+    Send,
+    body_size,
+    decode_action,
+    encode_action,
+)
 
 __all__ = ["RealTimeOnly", "TcpChannel", "TcpListener", "TcpTransport", "parse_address"]
 
@@ -131,6 +151,10 @@ class TcpTransport(Transport):
             optionally, a client certificate).
         server_hostname: The name to check the server certificate against
             (default: the host connected to).
+        token: A shared secret every ``Join`` on this transport must carry
+            (empty: none); see the module docstring.
+        trace: Where to record ``send`` and ``deliver`` events (a
+            :class:`~simkit.simulation.Simulation` sets its own when left ``None``).
     """
 
     def __init__(
@@ -149,6 +173,8 @@ class TcpTransport(Transport):
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        token: str = "",
+        trace: TraceSink | None = None,
     ) -> None:
         self.host = host
         self.max_body = max_body
@@ -162,6 +188,8 @@ class TcpTransport(Transport):
         self.ssl_server = ssl_server
         self.ssl_client = ssl_client
         self.server_hostname = server_hostname
+        self.token = token
+        self.trace = trace
         self._book: dict[str, str] = {}
         for name, address in (addresses or {}).items():
             self.register(name, address)
@@ -197,6 +225,11 @@ class TcpTransport(Transport):
     def addresses(self) -> dict[str, str]:
         """A copy of the address book."""
         return dict(self._book)
+
+    def listening_at(self, owner: str) -> str | None:
+        """The ``host:port`` where ``owner`` listens now (its first listener), or ``None``."""
+        listeners = self._listeners.get(owner)
+        return listeners[0].address if listeners else None
 
     # -- Transport -----------------------------------------------------------------------
 
@@ -322,8 +355,10 @@ class TcpTransport(Transport):
         if not task.cancelled() and task.exception() is not None:
             log.error("TCP task %s failed", task.get_name(), exc_info=task.exception())
 
-    def _open(self, owner: str, remote: str, io: TransportIO) -> TcpChannel:
-        channel = TcpChannel(self, owner, remote, io)
+    def _open(
+        self, owner: str, remote: str, io: TransportIO, *, accepted: bool = False
+    ) -> TcpChannel:
+        channel = TcpChannel(self, owner, remote, io, accepted=accepted)
         self._ends.setdefault(owner, set()).add(channel)
         self._spawn(channel._serve(), f"tcp:{owner}<->{remote}")
         return channel
@@ -369,6 +404,10 @@ async def _connect_socket(host: str, port: int) -> socket.socket:
     if errors:
         raise ConnectError(f"cannot connect to {host}:{port}: {', '.join(errors + refused)}")
     raise ConnectRefused(", ".join(refused) or "no address")
+
+
+def _type_name(msg: ActionMessage) -> str:
+    return msg.type if isinstance(msg, Send) else type(msg).__name__
 
 
 # ----------------------------------------------------------------------------- listener
@@ -429,7 +468,11 @@ class TcpListener(Listener):
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._transport.ssl_server is None:
-                on_accept(self._transport._open(self.owner, format_address(addr), SocketIO(sock)))
+                on_accept(
+                    self._transport._open(
+                        self.owner, format_address(addr), SocketIO(sock), accepted=True
+                    )
+                )
             else:
                 self._transport._spawn(
                     self._tls_accept(sock, format_address(addr), on_accept),
@@ -465,7 +508,7 @@ class TcpListener(Listener):
         if self._closed:
             await anyio.aclose_forcefully(tls)
             return
-        on_accept(transport._open(self.owner, peer, StreamIO(tls, peer)))
+        on_accept(transport._open(self.owner, peer, StreamIO(tls, peer), accepted=True))
 
 
 # ----------------------------------------------------------------------------- channel
@@ -485,11 +528,20 @@ class _Frame:
 class TcpChannel(Channel):
     """One end of a TCP connection (see the module docstring)."""
 
-    def __init__(self, transport: TcpTransport, local: str, remote: str, io: TransportIO) -> None:
+    def __init__(
+        self,
+        transport: TcpTransport,
+        local: str,
+        remote: str,
+        io: TransportIO,
+        *,
+        accepted: bool = False,
+    ) -> None:
         self._transport = transport
         self.local = local
         self.remote = remote
         self._io = io
+        self._awaiting_join = accepted  # a listener's end: the first frame must be a Join
         self._on_message: OnMessage | None = None
         self._on_close: OnClose | None = None
         self._backlog: list[ActionMessage] = []
@@ -534,12 +586,31 @@ class TcpChannel(Channel):
 
     # -- sending -------------------------------------------------------------------------
 
+    def send_nowait(self, msg: ActionMessage) -> int:
+        return super().send_nowait(self._stamped(msg))
+
     def send_encoded(self, body: bytes, type_name: str) -> int:
         """Queue an encoded body (a large one by reference: it is immutable)."""
         self._check_open()
         size = len(body)
         self._enqueue(self._frame([body], size, None))
+        self._record("send", self.local, self.remote, type_name, size)
         return size
+
+    def _stamped(self, msg: ActionMessage) -> ActionMessage:
+        """``msg``, with the transport's token if it is a ``Join`` without one."""
+        token = self._transport.token
+        if token and isinstance(msg, Join) and not msg.token:
+            return Join(msg.name, msg.version, token)
+        return msg
+
+    def _record(
+        self, kind: str, src: str, dst: str, type_name: str, size: int, info: str = ""
+    ) -> None:
+        trace = self._transport.trace
+        if trace is not None:
+            now = asyncio.get_running_loop().time()
+            trace.record(now, kind, src, dst, type_name, size, "", info)
 
     async def send(self, msg: ActionMessage) -> int:
         """Send ``msg``, waiting while more than ``send_buffer`` bytes are queued.
@@ -553,6 +624,7 @@ class TcpChannel(Channel):
             BrokenChannel: The other end went away (also while waiting).
             FrameTooLarge: The message encodes to more than the frame limit.
         """
+        msg = self._stamped(msg)
         parts = encode_action(msg, self.max_body)
         size = body_size(parts)
         limit = self._transport.send_buffer
@@ -560,6 +632,7 @@ class TcpChannel(Channel):
             self._room.clear()
             await self._room.wait()
         self._check_open()
+        self._record("send", self.local, self.remote, _type_name(msg), size)
         if size < _ZERO_COPY:
             self._enqueue(self._frame([b"".join(parts)], size, None))
             await anyio.lowlevel.checkpoint()
@@ -643,7 +716,7 @@ class TcpChannel(Channel):
                     self._violation(f"undecodable frame: {exc}")
                     await self._drain(reader)
                     return
-                self._push(msg)
+                self._push(msg, len(item))
         except EndOfStream as exc:
             if exc.truncated:
                 log.warning("%s: %s: %s", self.local, self._io.peer(), exc)
@@ -664,7 +737,12 @@ class TcpChannel(Channel):
         except (EndOfStream, FrameViolation, LinkBroken):
             pass
 
-    def _push(self, msg: ActionMessage) -> None:
+    def _push(self, msg: ActionMessage, size: int) -> None:
+        self._record("deliver", self.remote, self.local, _type_name(msg), size)
+        if self._awaiting_join:
+            self._awaiting_join = False
+            if isinstance(msg, Join) and not self._admit(msg):
+                return
         on_message = self._on_message
         if on_message is None:
             self._backlog.append(msg)
@@ -674,6 +752,20 @@ class TcpChannel(Channel):
         except Exception:  # a bug above must not kill the connection silently
             log.exception("%s: on_message failed for a message from %s", self.local, self.remote)
             self._violation("internal error while handling a message")
+
+    def _admit(self, join: Join) -> bool:
+        """Check a peer's ``Join`` against the transport's token; refuse it if wrong."""
+        self.remote = join.name[:128] or self.remote  # name the peer in traces and logs
+        token = self._transport.token
+        if not token or hmac.compare_digest(join.token.encode(), token.encode()):
+            return True
+        self._record("reject", self.local, self.remote, "", 0, "auth: wrong token")
+        try:
+            self.send_nowait(Reject("auth", "wrong token"))
+        except (ChannelClosed, BrokenChannel):
+            pass
+        self._violation(f"join of {self.remote!r} refused: wrong token")
+        return False
 
     async def _write_loop(self) -> None:
         io = self._io
