@@ -9,18 +9,23 @@ virtual loop every call; with determinism checking on (the pytest plugin's
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from simkit.faults import FaultSchedule
 from simkit.simulation import Simulation, SimulationResult
 from simkit.testing.invariants import InvariantViolation
+
+if TYPE_CHECKING:
+    from simkit.runner import RunResult
 
 __all__ = [
     "NondeterministicRun",
     "check_determinism_enabled",
     "note_schedule",
     "replay_snippet",
+    "run_scenario_example",
     "set_check_determinism",
     "simulate",
 ]
@@ -70,6 +75,40 @@ def simulate(
                 f"{again.digest[:16]}: something depends on more than the seed "
                 "(wall clock, global RNG, set or dict order of unsorted names?)"
             )
+    return result
+
+
+def run_scenario_example(
+    scenario: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    faults: FaultSchedule | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    check_determinism: bool | None = None,
+) -> RunResult:
+    """Run a scenario for one hypothesis example, on a fresh virtual loop.
+
+    Args:
+        scenario: A scenario mapping (see :func:`~simkit.testing.scenarios`) or file.
+        faults: Extra faults (a drawn :class:`FaultSchedule`).
+        overrides: ``--set`` style overrides.
+        check_determinism: Run twice and compare the trace and weights
+            digests (default: the pytest plugin's ``--simkit-check-determinism``).
+
+    Raises:
+        NondeterministicRun: The two runs differ.
+    """
+    from simkit.runner import run_scenario
+
+    result = run_scenario(scenario, overrides=overrides, faults=faults)
+    if _CHECK_DETERMINISM if check_determinism is None else check_determinism:
+        again = run_scenario(scenario, overrides=overrides, faults=faults)
+        first, second = result.summary(), again.summary()
+        for key in ("trace_digest", "weights_digest"):
+            if first[key] != second[key]:
+                raise NondeterministicRun(
+                    f"the same scenario ran twice gave {key} {first[key][:16]} and "
+                    f"{second[key][:16]}: something depends on more than the seed"
+                )
     return result
 
 

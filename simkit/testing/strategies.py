@@ -15,6 +15,7 @@ answered the earlier stages of round ``r`` and answers none after.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ __all__ = [
     "heartbeat_configs",
     "latencies",
     "network_models",
+    "scenarios",
     "seeds",
     "stage_crashes",
     "timed_crashes",
@@ -199,6 +201,52 @@ def heartbeat_configs(
 ) -> st.SearchStrategy[HeartbeatConfig]:
     """Heartbeat settings (shrink toward the first interval and 1 miss)."""
     return st.builds(HeartbeatConfig, st.sampled_from(list(intervals)), st.integers(1, max_misses))
+
+
+def scenarios(
+    *,
+    protocol: str = "fedavg",
+    min_clients: int = 2,
+    max_clients: int = 10,
+    max_rounds: int = 3,
+    latency: bool = True,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Small scenario mappings for :func:`simkit.run_scenario` (fast to run).
+
+    Tiny synthetic data and a numpy logistic regression; drawn: the seed,
+    the number of clients and rounds, the sampled fraction, the round
+    deadline and minimum replies, the latency and the heartbeat. They
+    shrink toward 2 clients, 1 round, full participation, an ideal network.
+    Add ``faults`` (e.g. from :func:`fault_schedules`) with ``run_scenario``'s
+    ``faults=`` argument.
+    """
+    if not 1 <= min_clients <= max_clients:
+        raise ValueError(f"need 1 <= min_clients <= max_clients, got {min_clients}, {max_clients}")
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, Any]:
+        count = draw(st.integers(min_clients, max_clients))
+        lat = draw(st.sampled_from([0.0, 0.01, 0.05])) if latency else 0.0
+        return {
+            "name": "example",
+            "seed": draw(seeds()),
+            "rounds": draw(st.integers(1, max_rounds)),
+            "protocol": {
+                "name": protocol,
+                "fraction": draw(st.sampled_from([1.0, 0.5])),
+                "min_replies": draw(st.integers(1, max(1, count // 2))),
+                "round_timeout": draw(st.sampled_from([30.0, 5.0])),
+            },
+            "clients": {"count": count},
+            "data": {"alpha": 0.5, "beta": 0.5, "samples": 30, "dim": 5, "classes": 3},
+            "training": {"batch_size": 8, "n_epoch": 1},
+            "optimizer": {"client": {"lr": 0.1}},
+            "network": {"latency": lat},
+            "heartbeat": {"interval": draw(st.sampled_from([1.0, 0.5])), "misses": 2},
+            "run": {"trace_heartbeats": False},
+        }
+
+    return build()
 
 
 # ----------------------------------------------------------------------------- helpers
