@@ -22,23 +22,28 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simkit.channels import LinkModel, NetworkModel, latency_from_spec
+from simkit.channels import LinkModel, MemoryNetwork, NetworkModel, Transport, latency_from_spec
 from simkit.faults import (
     Crash,
     CrashMode,
+    Degrade,
     Fault,
     FaultError,
     FaultSchedule,
+    Heal,
+    Partition,
     Restart,
+    Restore,
     Trigger,
     fault_from_dict,
+    fault_kind,
     per_round_dropouts,
 )
 from simkit.heartbeat import HeartbeatConfig
@@ -122,6 +127,8 @@ def build(
     on_round: Callable[[RoundRecord], None] | None = None,
     checkpoint_dir: Path | None = None,
     resume_dir: Path | None = None,
+    transport: Transport | None = None,
+    only: Collection[str] | None = None,
 ) -> Built:
     """Build the setup and the simulation of ``scenario``.
 
@@ -131,10 +138,16 @@ def build(
         on_round: Called by the protocol after every round.
         checkpoint_dir: Where the protocol saves its state every round.
         resume_dir: Where an earlier run saved its state.
+        transport: A transport (TCP) instead of the in-memory network the
+            ``[network]`` table describes; a real network has no model, so
+            only faults on actors (crash, restart, slowdown) apply.
+        only: The actors this process runs (``simkit serve``, ``simkit
+            client``): faults on other actors are left to their processes.
 
     Raises:
         ScenarioError: Something valid in form but impossible to build (a
-            missing data file, more clients than samples ...).
+            missing data file, more clients than samples ...), or a network
+            fault with a ``transport``.
     """
     from simkit.simulation import Simulation  # the runtime loads only when running
 
@@ -169,6 +182,10 @@ def build(
     faults = _faults(scenario, names, seeds)
     if extra_faults is not None:
         faults = faults + extra_faults
+    if transport is not None and not isinstance(transport, MemoryNetwork):
+        _check_actor_faults(scenario, faults)
+    if only is not None:
+        faults = FaultSchedule(tuple(f for f in faults if getattr(f, "actor", None) in only))
     sim = Simulation(
         cfg.seed,
         network=_network(cfg),
@@ -177,6 +194,7 @@ def build(
         trace=Trace(heartbeats=cfg.run.trace_heartbeats),
         fail_fast=cfg.run.fail_fast,
         max_time=cfg.run.max_time,
+        transport=transport,
     )
     return Built(setup, sim)
 
@@ -418,6 +436,20 @@ def _network(cfg: ScenarioConfig) -> NetworkModel:
     spec = net.latency if isinstance(net.latency, float) else net.latency.model_dump()
     link = LinkModel(latency=latency_from_spec(spec), bandwidth=net.bandwidth, loss=net.loss)
     return NetworkModel(default=link, reorder=net.reorder)
+
+
+_NETWORK_FAULTS = (Partition, Heal, Degrade, Restore)
+
+
+def _check_actor_faults(scenario: Scenario, faults: FaultSchedule) -> None:
+    """Over a real network only faults on actors can be applied."""
+    for fault in faults:
+        if isinstance(fault, _NETWORK_FAULTS):
+            raise scenario.error(
+                "faults",
+                f"a {fault_kind(fault)} fault needs the in-memory network; over TCP "
+                "only crash, restart and slowdown faults apply",
+            )
 
 
 def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSchedule:

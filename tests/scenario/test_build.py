@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from simkit.channels import TcpTransport
 from simkit.faults import Crash, Restart
 from simkit.scenario import ScenarioError, build, client_names, load_scenario
 from simkit.training import FedAdam, LogisticRegression, Median, WeightedMean
@@ -183,3 +184,29 @@ def test_network_and_heartbeat(small: dict[str, Any]) -> None:
     assert sim.network_model.default.latency.to_spec()["kind"] == "lognormal"
     assert sim.heartbeat.interval == 2.0
     assert sim.max_time == 100.0
+
+
+def test_a_transport_replaces_the_network_model(small: dict[str, Any]) -> None:
+    transport = TcpTransport()
+    sim = build(load_scenario(small), transport=transport).sim
+    assert sim.transport is transport
+
+
+def test_network_faults_need_the_in_memory_network(small: dict[str, Any]) -> None:
+    small["faults"] = {
+        "events": [{"kind": "partition", "at": 1.0, "groups": [["c000"], ["server"]]}]
+    }
+    build(load_scenario(small))  # fine in memory
+    with pytest.raises(ScenarioError, match="partition fault needs the in-memory network"):
+        build(load_scenario(small), transport=TcpTransport())
+
+
+def test_only_keeps_the_faults_of_the_actors_built_here(small: dict[str, Any]) -> None:
+    small["faults"] = {
+        "events": [
+            {"kind": "crash", "at": 1.0, "actor": "c001"},
+            {"kind": "crash", "at": 2.0, "actor": "c002"},
+        ]
+    }
+    faults = build(load_scenario(small), transport=TcpTransport(), only={"c002"}).sim.faults
+    assert [(f.actor, f.at) for f in faults if isinstance(f, Crash)] == [("c002", 2.0)]
