@@ -19,13 +19,19 @@ if TYPE_CHECKING:
 
     from simkit.protocol import RoundRecord
     from simkit.runner import RunResult
+    from simkit.scenario import Scenario
 
 __all__ = [
+    "finish",
     "footer",
+    "live_rounds",
+    "load",
+    "output_args",
     "round_bytes",
     "round_table",
     "run_args",
     "run_command",
+    "scenario_args",
     "scenario_check",
     "scenario_check_args",
     "scenario_schema",
@@ -46,8 +52,8 @@ def _cli_error(message: str) -> Exception:
 # ----------------------------------------------------------------------------- run
 
 
-def run_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``simkit run``."""
+def scenario_args(parser: argparse.ArgumentParser) -> None:
+    """The scenario file, ``--seed`` and ``--set`` (``run``, ``serve``, ``client``)."""
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
     parser.add_argument("--seed", type=int, help="the run's seed (overrides the file's)")
     parser.add_argument(
@@ -58,6 +64,10 @@ def run_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a key, e.g. --set clients.count=20 (repeatable)",
     )
+
+
+def output_args(parser: argparse.ArgumentParser) -> None:
+    """What a run leaves behind (``run``, ``serve``)."""
     parser.add_argument("--json", action="store_true", help="print the summary as JSON last")
     parser.add_argument("--report", metavar="DIR", help="write plots, diagram and index.html")
     parser.add_argument("--trace", metavar="FILE", help="write the trace as JSON lines")
@@ -68,26 +78,46 @@ def run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
 
 
+def run_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``simkit run``."""
+    scenario_args(parser)
+    output_args(parser)
+    parser.add_argument(
+        "--transport",
+        choices=("memory", "tcp"),
+        default="memory",
+        help="memory: virtual time (default); tcp: real time over loopback sockets",
+    )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="with --transport tcp: every client in its own process",
+    )
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a scenario; 0 on success, 1 if the protocol's server failed, 2 for bad input."""
-    from simkit.runner import RunError, run_scenario, with_seed
-    from simkit.scenario import ScenarioError, load_scenario
+    from simkit.runner import RunError, run_scenario
+    from simkit.scenario import ScenarioError
 
-    try:
-        overrides = with_seed(args.overrides, args.seed) if args.seed is not None else None
-        scenario = load_scenario(args.scenario, overrides or args.overrides)
-    except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
-    console = _console(sys.stderr if args.json else sys.stdout)
-    live = None if args.quiet else _LiveRounds(console, scenario.config.rounds, scenario.name)
+    if args.processes and args.transport != "tcp":
+        raise _cli_error("--processes needs --transport tcp")
+    scenario = load(args)
+    console, live = live_rounds(args, scenario)
+    # Client processes read the file themselves, with the same seed and overrides.
+    target = args.scenario if args.processes else scenario
     try:
         result = run_scenario(
-            scenario,
+            target,
+            seed=args.seed if args.processes else None,
+            overrides=args.overrides if args.processes else None,
             trace_file=args.trace,
             checkpoint=args.checkpoint,
             resume=args.resume,
             on_round=live.on_round if live is not None else None,
             faults=args.faults,
+            transport=args.transport,
+            processes=args.processes,
         )
     except ScenarioError as exc:
         raise _cli_error(str(exc)) from None
@@ -97,10 +127,29 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if live is not None:
             live.stop()
-    return _finish(args, result, console)
+    return finish(args, result, console)
 
 
-def _finish(args: argparse.Namespace, result: RunResult, console: Console) -> int:
+def load(args: argparse.Namespace) -> Scenario:
+    """The scenario of ``args`` (file, ``--seed``, ``--set``); a bad one is a CLI error."""
+    from simkit.runner import with_seed
+    from simkit.scenario import ScenarioError, load_scenario
+
+    try:
+        overrides = with_seed(args.overrides, args.seed) if args.seed is not None else None
+        return load_scenario(args.scenario, overrides or args.overrides)
+    except ScenarioError as exc:
+        raise _cli_error(str(exc)) from None
+
+
+def live_rounds(args: argparse.Namespace, scenario: Scenario) -> tuple[Console, _LiveRounds | None]:
+    """The console of human output and, unless ``--quiet``, a progress bar."""
+    console = _console(sys.stderr if args.json else sys.stdout)
+    live = None if args.quiet else _LiveRounds(console, scenario.config.rounds, scenario.name)
+    return console, live
+
+
+def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int:
     if not args.quiet:
         console.print(round_table(result))
         console.print(footer(result), highlight=False, soft_wrap=True)
@@ -217,10 +266,16 @@ def footer(result: RunResult) -> str:
         f"{summary['rounds_completed']}/{len(result.rounds)} rounds completed, "
         f"{summary['clients']} clients, dropped: {dropped}\n"
         f"{summary['messages']} messages ({format_bytes(summary['bytes'])}), "
-        f"{summary['virtual_time_s']:.2f} s virtual in {summary['wall_time_s']:.2f} s wall\n"
+        f"{_times(result)}\n"
         f"trace digest   {summary['trace_digest']}\n"
         f"weights digest {summary['weights_digest']}"
     )
+
+
+def _times(result: RunResult) -> str:
+    if result.transport == "tcp":
+        return f"{result.virtual_time_s:.2f} s real time over TCP"
+    return f"{result.virtual_time_s:.2f} s virtual in {result.wall_time_s:.2f} s wall"
 
 
 # ----------------------------------------------------------------------------- scenario

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from simkit._cli_net import client_args, client_command, serve_args, serve_command
 from simkit._cli_run import (
     run_args,
     run_command,
@@ -273,6 +274,18 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
 COMMANDS: list[Command] = [
     Command(
         "run", "run a scenario file (progress, table, --json, --report)", run_args, run_command
+    ),
+    Command(
+        "serve",
+        "run a scenario's server alone over TCP; wait for clients",
+        serve_args,
+        serve_command,
+    ),
+    Command(
+        "client",
+        "run one client of a scenario, joining a server over TCP",
+        client_args,
+        client_command,
     ),
     Command("scenario", "validate scenario files, export their JSON Schema", _scenario_args),
     Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),

@@ -8,9 +8,17 @@
     result.summary()["weights_digest"]
     result.rounds[-1].accuracy
 
+    # the same actors in real time over loopback TCP, clients in their own processes
+    simkit.run_scenario("scenarios/quickstart.toml", transport="tcp", processes=True)
+
 :meth:`RunResult.summary` is exactly the object ``simkit run --json`` prints
 (DESIGN.md, "Contracts other tools rely on"). Wall time is measured around
-the simulation for that summary only; nothing in the run reads it.
+the simulation for that summary only; nothing in a virtual run reads it.
+
+Across processes and machines, :func:`serve_scenario` runs the server actor
+alone (``simkit serve``) and :func:`run_client` one client (``simkit
+client``): each process builds the whole scenario from the same file and seed
+and adds only its own actors, so a client derives its own data shard.
 """
 
 from __future__ import annotations
@@ -19,27 +27,47 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from simkit.faults import FaultError, FaultSchedule
 from simkit.protocol import (
     ProtocolPlugin,
+    ProtocolRun,
     RoundRecord,
     ScenarioSetup,
     UnknownProtocol,
     find_protocol,
 )
-from simkit.scenario import Scenario, ScenarioError, build, load_scenario
+from simkit.scenario import Built, Scenario, ScenarioError, build, load_scenario
 
 if TYPE_CHECKING:
-    from simkit.simulation import Simulation
+    from simkit._realtime import ClientLaunch
+    from simkit.channels import TcpTransport
+    from simkit.simulation import Simulation, SimulationResult
     from simkit.trace import Trace
     from simkit.training import Weights
 
-__all__ = ["RunError", "RunResult", "run_scenario"]
+__all__ = [
+    "ClientResult",
+    "RunError",
+    "RunResult",
+    "TransportName",
+    "run_client",
+    "run_scenario",
+    "serve_scenario",
+]
+
+TransportName = Literal["memory", "tcp"]
+"""``"memory"``: the in-memory network, virtual time. ``"tcp"``: loopback TCP, real time."""
+
+LOOPBACK = "127.0.0.1"
+SERVER = "server"
+"""The name protocols give their server actor: clients connect to it by this name."""
+
+_ACTION_TYPES = frozenset({"Join", "Accept", "Reject", "Ping", "Pong", "Drop"})
 
 SUMMARY_KEYS = (
     "scenario",
@@ -79,7 +107,10 @@ class RunResult:
         trace: The recorded trace.
         virtual_time_s: Virtual time at the end of the run.
         wall_time_s: Wall-clock seconds the simulation took (reporting only).
-        errors: ``(actor, error text)`` for each actor that raised.
+        errors: ``(actor, error text)`` for each actor that raised (and each
+            client process that failed).
+        transport: ``"memory"`` (virtual time) or ``"tcp"`` (real time: then
+            ``virtual_time_s`` is the real time the run took, as the server saw it).
     """
 
     scenario: str
@@ -92,6 +123,7 @@ class RunResult:
     virtual_time_s: float
     wall_time_s: float
     errors: list[tuple[str, str]] = field(default_factory=list)
+    transport: TransportName = "memory"
 
     @property
     def clients(self) -> list[str]:
@@ -157,6 +189,63 @@ class RunResult:
             savez(f, **self.weights.to_dict())
 
 
+@dataclass(slots=True)
+class ClientResult:
+    """One client's run (``simkit client``), as the client saw it.
+
+    Attributes:
+        name: The client's name.
+        server: The server's ``host:port``.
+        trace: The client's trace (its sends, deliveries, joins).
+        wall_time_s: Seconds the run took.
+        errors: ``(actor, error text)`` if the client raised.
+    """
+
+    name: str
+    server: str
+    trace: Trace
+    wall_time_s: float
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def joined(self) -> bool:
+        """Whether the server accepted the client's ``Join``."""
+        return any(e.kind == "peer_up" and e.src == self.name for e in self.trace.events)
+
+    def problem(self) -> str | None:
+        """Why the run failed (never joined, raised), or ``None``."""
+        if self.errors:
+            return "; ".join(f"{actor} raised: {text}" for actor, text in self.errors)
+        if self.joined:
+            return None
+        events = self.trace.events
+        if any(e.kind == "deliver" and e.type == "Reject" for e in events):
+            how = "the server rejected its Join (wrong token or version)"
+        elif any(e.kind == "send" and e.type == "Join" for e in events):
+            how = "the server did not accept its Join"
+        else:
+            how = "could not connect"
+        logs = [e.info for e in events if e.kind == "log" and e.src == self.name]
+        detail = f" ({logs[-1]})" if logs else ""
+        return f"{self.name} never joined the server at {self.server}: {how}{detail}"
+
+    def summary(self) -> dict[str, Any]:
+        """What ``simkit client --json`` prints: application messages and bytes each way."""
+        sent = [e for e in self.trace.events if e.kind == "send" and e.type not in _ACTION_TYPES]
+        got = [e for e in self.trace.events if e.kind == "deliver" and e.type not in _ACTION_TYPES]
+        return {
+            "client": self.name,
+            "server": self.server,
+            "joined": self.joined,
+            "messages_sent": len(sent),
+            "messages_received": len(got),
+            "bytes_sent": sum(e.nbytes for e in sent),
+            "bytes_received": sum(e.nbytes for e in got),
+            "wall_time_s": self.wall_time_s,
+            "errors": [f"{actor}: {text}" for actor, text in self.errors],
+        }
+
+
 def _finite(value: float | None) -> float | None:
     """A JSON-safe number: NaN and infinities become ``None``."""
     return float(value) if value is not None and math.isfinite(value) else None
@@ -173,8 +262,10 @@ def run_scenario(
     on_round: Callable[[RoundRecord], None] | None = None,
     faults: FaultSchedule | str | os.PathLike[str] | None = None,
     plugin: ProtocolPlugin | None = None,
+    transport: TransportName = "memory",
+    processes: bool = False,
 ) -> RunResult:
-    """Run one scenario in virtual time.
+    """Run one scenario: in virtual time, or in real time over loopback TCP.
 
     Args:
         path_or_mapping: A scenario file, its content as a mapping, or a
@@ -189,16 +280,196 @@ def run_scenario(
         faults: More faults: a :class:`FaultSchedule` or a fault TOML file.
         plugin: Use this protocol plugin instead of looking the scenario's
             protocol name up in the ``simkit.protocols`` entry points.
+        transport: ``"memory"``: the in-memory network in virtual time
+            (deterministic). ``"tcp"``: the same actors in real time over
+            loopback sockets (the server on an ephemeral port); the
+            ``[network]`` model does not apply, and only faults on actors do.
+        processes: With ``"tcp"``: the server runs here and every client in
+            its own ``python -m simkit client`` process, which builds the
+            scenario from the same file, seed and overrides and looks the
+            protocol up by name. Needs a scenario file.
 
     Returns:
         The :class:`RunResult`; ``.summary()`` is the JSON contract object.
+        Client processes that failed are listed in its ``errors``.
 
     Raises:
         ScenarioError: Invalid scenario, override, fault file or directory;
             the message is one line naming the file and key.
         RunError: The simulation failed (deadlock, time limit, ``fail_fast``).
         TypeError: A loaded :class:`Scenario` with ``seed`` or ``overrides``.
+        ValueError: An unknown ``transport``; ``processes`` without ``"tcp"``
+            or without a scenario file.
     """
+    if transport not in ("memory", "tcp"):
+        raise ValueError(f"transport must be 'memory' or 'tcp', got {transport!r}")
+    if processes and transport != "tcp":
+        raise ValueError("processes=True needs transport='tcp'")
+    if processes and isinstance(path_or_mapping, (Mapping, Scenario)):
+        raise ValueError("processes=True needs a scenario file: the client processes read it")
+    scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    tcp = _tcp(LOOPBACK) if transport == "tcp" else None
+    built, handle = _assemble(
+        scenario,
+        chosen,
+        transport=tcp,
+        only={SERVER} if processes else None,
+        extra_faults=_extra_faults(faults),
+        on_round=on_round,
+        checkpoint_dir=_directory(checkpoint, "checkpoint", create=True),
+        resume_dir=_directory(resume, "resume", create=False),
+    )
+    problems: list[tuple[str, str]] = []
+    if tcp is None:
+        result, wall = _simulate(built.sim)
+    else:
+        launch = None
+        if processes:
+            assert not isinstance(path_or_mapping, (Mapping, Scenario))
+            launch = _launch(path_or_mapping, scenario, overrides, built.setup.client_names)
+        result, wall, problems = _simulate_real(built.sim, tcp, launch=launch)
+    run = _run_result(scenario, built, handle, result, wall, problems, transport)
+    if trace_file is not None:
+        _write_trace(run.trace, trace_file)
+    return run
+
+
+def serve_scenario(
+    path_or_mapping: str | os.PathLike[str] | Mapping[str, Any],
+    seed: int | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    host: str = LOOPBACK,
+    port: int = 0,
+    token: str = "",
+    on_listening: Callable[[str], None] | None = None,
+    trace_file: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    faults: FaultSchedule | str | os.PathLike[str] | None = None,
+    plugin: ProtocolPlugin | None = None,
+) -> RunResult:
+    """Run the scenario's server actor alone, in real time, listening on TCP.
+
+    Its clients are :func:`run_client` processes (``simkit client``) started
+    with the same scenario, seed and overrides, here or on other machines;
+    the protocol decides how long its server waits for them.
+
+    Args:
+        path_or_mapping: A scenario file or its content as a mapping.
+        seed: Overrides the scenario's ``seed``.
+        overrides: ``--set`` strings or a mapping of dotted keys.
+        host: The interface to listen on (``0.0.0.0``: every one).
+        port: The port (0: one the system chooses; see ``on_listening``).
+        token: A shared secret every client's ``Join`` must carry.
+        on_listening: Called with ``host:port`` once the server listens.
+        trace_file: Also write the server's trace there as JSON lines.
+        checkpoint: Directory where the protocol saves its state every round.
+        resume: Directory written by an earlier ``checkpoint`` run to continue.
+        on_round: Called after every round with its :class:`RoundRecord`.
+        faults: More faults (only those on the server apply here).
+        plugin: Use this protocol plugin instead of looking its name up.
+
+    Returns:
+        The :class:`RunResult` as the server saw the run.
+
+    Raises:
+        ScenarioError: Invalid scenario, override, fault file or directory.
+        RunError: The run failed.
+    """
+    scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    tcp = _tcp(host, {SERVER: format_host_port(host, port)}, token=token)
+    built, handle = _assemble(
+        scenario,
+        chosen,
+        transport=tcp,
+        only={SERVER},
+        extra_faults=_extra_faults(faults),
+        on_round=on_round,
+        checkpoint_dir=_directory(checkpoint, "checkpoint", create=True),
+        resume_dir=_directory(resume, "resume", create=False),
+    )
+    result, wall, _ = _simulate_real(built.sim, tcp, on_listening=on_listening)
+    run = _run_result(scenario, built, handle, result, wall, [], "tcp")
+    if trace_file is not None:
+        _write_trace(run.trace, trace_file)
+    return run
+
+
+def run_client(
+    path_or_mapping: str | os.PathLike[str] | Mapping[str, Any],
+    name: str,
+    server: str,
+    seed: int | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    *,
+    token: str = "",
+    trace_file: str | os.PathLike[str] | None = None,
+    faults: FaultSchedule | str | os.PathLike[str] | None = None,
+    plugin: ProtocolPlugin | None = None,
+) -> ClientResult:
+    """Run one client of the scenario, in real time, joining a server over TCP.
+
+    The client builds the whole scenario from the same file, seed and
+    overrides as its server and keeps its own part: its data shard, speed
+    and faults.
+
+    Args:
+        path_or_mapping: A scenario file or its content as a mapping.
+        name: The client's name (``c000`` ...).
+        server: The server's ``host:port``.
+        seed: Overrides the scenario's ``seed`` (give the server's).
+        overrides: ``--set`` strings or a mapping of dotted keys (the server's).
+        token: The server's shared token.
+        trace_file: Also write the client's trace there as JSON lines.
+        faults: More faults (only those on this client apply).
+        plugin: Use this protocol plugin instead of looking its name up.
+
+    Returns:
+        A :class:`ClientResult`: whether it joined, what it sent and received.
+
+    Raises:
+        ScenarioError: Invalid scenario, or no client of that name in it.
+        ValueError: ``server`` is not ``host:port``.
+        RunError: The run failed.
+    """
+    from simkit.channels.tcp import parse_address
+    from simkit.scenario import client_names
+
+    if parse_address(server) is None:
+        raise ValueError(f"the server address must be HOST:PORT, got {server!r}")
+    scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    names = client_names(scenario.config.clients.count)
+    if name not in names:
+        raise ScenarioError(
+            f"{scenario.source}: no client named {name!r}: the {len(names)} clients "
+            f"of this scenario are {names[0]} to {names[-1]}"
+        )
+    tcp = _tcp(LOOPBACK, {SERVER: server}, token=token)
+    built, _ = _assemble(
+        scenario, chosen, transport=tcp, only={name}, extra_faults=_extra_faults(faults)
+    )
+    built.sim.set_daemon(name, False)  # alone here: the run ends when the client does
+    result, wall, _ = _simulate_real(built.sim, tcp)
+    client = ClientResult(name, server, result.trace, wall, list(result.errors))
+    if trace_file is not None:
+        _write_trace(client.trace, trace_file)
+    return client
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _prepare(
+    path_or_mapping: str | os.PathLike[str] | Mapping[str, Any] | Scenario,
+    seed: int | None,
+    overrides: Iterable[str] | Mapping[str, Any] | None,
+    plugin: ProtocolPlugin | None,
+) -> tuple[Scenario, ProtocolPlugin]:
+    """Load the scenario, find its plugin and let the plugin check its table."""
     if isinstance(path_or_mapping, Scenario):
         if seed is not None or overrides:
             raise TypeError("give seed and overrides to load_scenario, not with a Scenario")
@@ -212,17 +483,45 @@ def run_scenario(
         chosen.validate(scenario.config.protocol.options(), scenario.source)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
-    built = build(
-        scenario,
-        extra_faults=_extra_faults(faults),
-        on_round=on_round,
-        checkpoint_dir=_directory(checkpoint, "checkpoint", create=True),
-        resume_dir=_directory(resume, "resume", create=False),
-    )
-    handle = chosen.build(built.setup, built.sim)
+    return scenario, chosen
+
+
+def _assemble(
+    scenario: Scenario,
+    chosen: ProtocolPlugin,
+    *,
+    transport: TcpTransport | None,
+    only: Collection[str] | None,
+    **options: Any,
+) -> tuple[Built, ProtocolRun]:
+    """Build the simulation and let the plugin add its actors (``only`` those named)."""
+    built = build(scenario, transport=transport, only=only, **options)
+    if only is None:
+        handle = chosen.build(built.setup, built.sim)
+    else:
+        handle = chosen.build(built.setup, built.sim, only)
+        for name in sorted(only):
+            try:
+                built.sim.is_running(name)
+            except KeyError:
+                raise scenario.error(
+                    "protocol.name",
+                    f"protocol {scenario.config.protocol.name!r} added no actor named {name!r}",
+                ) from None
     _check_fault_actors(scenario, built.sim)
-    result, wall = _simulate(built.sim)
-    run = RunResult(
+    return built, handle
+
+
+def _run_result(
+    scenario: Scenario,
+    built: Built,
+    handle: ProtocolRun,
+    result: SimulationResult,
+    wall: float,
+    problems: list[tuple[str, str]],
+    transport: TransportName,
+) -> RunResult:
+    return RunResult(
         scenario=scenario.name,
         protocol=scenario.config.protocol.name,
         seed=scenario.config.seed,
@@ -232,11 +531,52 @@ def run_scenario(
         trace=result.trace,
         virtual_time_s=result.end_time,
         wall_time_s=wall,
-        errors=list(result.errors),
+        errors=list(result.errors) + problems,
+        transport=transport,
     )
-    if trace_file is not None:
-        _write_trace(run.trace, trace_file)
-    return run
+
+
+def _tcp(host: str, book: Mapping[str, str] | None = None, *, token: str = "") -> TcpTransport:
+    from simkit.channels import TcpTransport
+
+    return TcpTransport(book, host=host, token=token)
+
+
+def _launch(
+    path: str | os.PathLike[str],
+    scenario: Scenario,
+    overrides: Iterable[str] | Mapping[str, Any] | None,
+    names: list[str],
+) -> ClientLaunch:
+    from simkit._realtime import ClientLaunch
+
+    sets = [text for text in _set_strings(overrides) if not text.startswith("seed=")]
+    return ClientLaunch(os.fspath(path), scenario.config.seed, sets, names)
+
+
+def _set_strings(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[str]:
+    """Overrides as ``--set`` strings (a mapping's values written as TOML)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={_toml(value)}" for key, value in overrides.items()]
+    return list(overrides)
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: booleans, numbers, strings, arrays and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot pass {value!r} to a client process as a --set value")
 
 
 def with_seed(overrides: Iterable[str] | Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
@@ -339,6 +679,30 @@ def _simulate(sim: Simulation) -> tuple[Any, float]:
     except (SimulationError, ActorFailed) as exc:
         raise RunError(f"the run failed: {exc}") from exc
     return result, time.perf_counter() - start
+
+
+def _simulate_real(
+    sim: Simulation,
+    transport: TcpTransport,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    launch: ClientLaunch | None = None,
+) -> tuple[SimulationResult, float, list[tuple[str, str]]]:
+    from functools import partial
+
+    from simkit._realtime import ClientsFailed, run_real
+    from simkit.runtime import SimulationError, run
+    from simkit.simulation import ActorFailed
+
+    main = partial(
+        run_real, sim, transport, server=SERVER, on_listening=on_listening, launch=launch
+    )
+    start = time.perf_counter()
+    try:
+        result, problems = run(main, seed=sim.seed, mode="real")
+    except (SimulationError, ActorFailed, ClientsFailed) as exc:
+        raise RunError(f"the run failed: {exc}") from exc
+    return result, time.perf_counter() - start, problems
 
 
 def _write_trace(trace: Trace, path: str | os.PathLike[str]) -> None:
