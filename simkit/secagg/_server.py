@@ -283,8 +283,7 @@ class SecAggServer:
                 raise SecAggRemoteError(f"{u} sent a masked input of shape {msg.masked.shape}")
             vectors.append(msg.masked)
         self._total = sum_masked(vectors, self.config.length, self.config.bits)
-        u2 = self._sets[2]
-        dropped = {d for d in u2 - u3 if any(n in u3 for n in self.graph.neighbours(d))}
+        dropped = self._masks_to_recover(self._sets[2], u3)
         for v in sorted(u3):
             self._requests[v] = SecAggUnmaskRequest(
                 self.config.round_id,
@@ -293,6 +292,17 @@ class SecAggServer:
                 len(u3),
             )
         return dict(self._requests)
+
+    def _masks_to_recover(self, u2: frozenset[str], u3: frozenset[str]) -> frozenset[str]:
+        """The clients of ``U2 \\ U3`` whose pairwise masks are in the sum.
+
+        They shared keys, then sent no masked input; the survivors they
+        neighbour added ``+-PRG(s_du)`` for them, so their masking keys
+        ``s_sk`` are asked for in the last stage. A subclass that returns too
+        few here leaves masks in the sum: the way tests and tutorials build a
+        buggy server without copying the rest.
+        """
+        return frozenset(d for d in u2 - u3 if any(n in u3 for n in self.graph.neighbours(d)))
 
     def _after_unmask(self, u4: frozenset[str]) -> dict[str, Message]:
         b_shares: dict[str, list[Share]] = {}
