@@ -764,7 +764,7 @@ class TcpChannel(Channel):
             self.send_nowait(Reject("auth", "wrong token"))
         except (ChannelClosed, BrokenChannel):
             pass
-        self._violation(f"join of {self.remote!r} refused: wrong token")
+        self._violation("rejected: auth")  # the notice an actor's own check would send
         return False
 
     async def _write_loop(self) -> None:

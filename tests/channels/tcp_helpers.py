@@ -168,7 +168,7 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    token: str, heartbeat: tuple[float, int] = (0.5, 2), **options: object
+    token: str, /, heartbeat: tuple[float, int] = (0.5, 2), **options: object
 ) -> Iterator[LiveServer]:
     """An Echo server in real time on its own thread; stopped by an honest client."""
     transport = TcpTransport(**options)  # type: ignore[arg-type]

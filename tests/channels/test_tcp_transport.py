@@ -5,10 +5,11 @@ from __future__ import annotations
 from simkit.actors import Actor, Context, Rejected
 from simkit.channels import TcpTransport
 from simkit.heartbeat import HeartbeatConfig
+from simkit.messages import Reject
 from simkit.runtime import current_run
 from simkit.simulation import Simulation
 
-from .tcp_helpers import Echo, Pinger
+from .tcp_helpers import Echo, Pinger, attack, join_frame, live_server
 
 HB = HeartbeatConfig(interval=0.2, misses=2)
 
@@ -50,6 +51,13 @@ def test_wrong_transport_token_is_rejected_before_the_actor_sees_the_join() -> N
         ("server", "intruder", "auth: wrong token")
     ]
     assert not [e for e in result.trace.events if e.kind == "peer_up"]
+
+
+def test_transport_token_refusal_on_the_wire_is_the_actors_own() -> None:
+    with live_server("s3cret", token="s3cret") as server:
+        reply = attack(server.address, join_frame("x", "wrong"))
+        assert reply.messages == [Reject("auth", "wrong token")]
+        assert reply.notice == "rejected: auth"
 
 
 def test_sends_and_deliveries_are_traced_with_actor_names() -> None:
