@@ -741,6 +741,63 @@ class Context:
         failed.extend(waiting)
         return dict(sorted(replies.items())), sorted(failed)
 
+    async def wait_any(
+        self,
+        types: TypeFilter = None,
+        *,
+        watch: Iterable[str] = (),
+        joins: bool = False,
+        timeout: float | None = None,
+    ) -> Received | None:
+        """Wait for whatever happens first: a message, a watched peer leaving, a join.
+
+        The loop of an asynchronous protocol (a server that keeps every client
+        busy and reacts to each arrival) needs this rather than
+        :meth:`wait_for_replies`, which waits for a whole set of replies.
+
+        Args:
+            types: Message types to take, from any peer.
+            watch: Peers whose going away (or being away already) ends the wait.
+            joins: A peer joining (or rejoining) ends the wait.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The oldest matching message, taken from the mailbox; or ``None``
+            when a watched peer is or went away, a peer joined, or the timeout
+            passed (:meth:`peers`, :meth:`session` and :meth:`now` tell which).
+        """
+        names = _type_names(types)
+        item = self._take(names, None)
+        if item is not None:
+            return item
+        watched = frozenset(watch)
+        if any(peer not in self._peers for peer in watched):
+            return None
+        # One future, woken by the first of: a message, a watched peer down, a join.
+        future: asyncio.Future[Any] = self._loop.create_future()
+        waiters = [_Waiter(future, names, None)]
+        if watched:
+            waiters.append(_Waiter(future, frozenset(), watched))  # wants no message
+        self._waiters.extend(waiters)
+        if joins:
+            self._peer_watchers.append(future)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_at(self._loop.time() + timeout, _expire, future)
+        self.waiting_on = f"wait_any({_describe(names, None)})"
+        try:
+            result = await future
+        finally:
+            self.waiting_on = "running"
+            if timer is not None:
+                timer.cancel()
+            for waiter in waiters:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            if future in self._peer_watchers:
+                self._peer_watchers.remove(future)
+        return result if isinstance(result, Received) else None
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _shutdown(self, reason: str) -> None:

@@ -336,3 +336,50 @@ def test_wait_for_replies_collects_replies_that_arrive_together() -> None:
     result = sim.run()
     assert Boss.got == (50, [])
     assert result.end_time == pytest.approx(1.0)
+
+
+def test_wait_any_wakes_on_a_message_a_watched_peer_leaving_a_join_or_the_timeout() -> None:
+    events: list[tuple[float, str]] = []
+
+    class Boss(Actor):
+        name = "boss"
+
+        async def run(self, ctx: Context) -> None:
+            ctx.listen()
+            peers = await ctx.wait_for_peers(2, timeout=5)
+            t0 = ctx.now()
+            while ctx.now() - t0 < 20:
+                watch = [p for p in ctx.peers() if p in peers]
+                got = await ctx.wait_any(Ack, watch=watch, joins=True, timeout=6)
+                if got is not None:
+                    events.append((ctx.now(), f"ack from {got.src}"))
+                else:
+                    events.append((ctx.now(), f"peers {ctx.peers()}"))
+
+    class Worker(Actor):
+        def __init__(self, name: str, reply_at: float | None) -> None:
+            self.name = name
+            self.reply_at = reply_at
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.connect("boss")
+            if self.reply_at is not None:
+                await ctx.sleep(self.reply_at - ctx.now())
+                await ctx.send("boss", Ack(1))
+            await ctx.sleep(1000)
+
+    # w0 replies at 1; w1 crashes loudly at 2 and restarts at 3; then silence until 9
+    faults = FaultSchedule((Crash(at=2.0, actor="w1", mode="loud"), Restart(at=3.0, actor="w1")))
+    sim = Simulation(seed=1, faults=faults)
+    sim.add(Boss())
+    sim.add(Worker("w0", 1.0), daemon=True)
+    sim.add(Worker("w1", None), daemon=True)
+    sim.run()
+    times = [round(t, 3) for t, _ in events]
+    assert [what for _, what in events][:3] == [
+        "ack from w0",
+        "peers ['w0']",
+        "peers ['w0', 'w1']",
+    ]
+    assert times[:3] == pytest.approx([1.0, 2.0, 3.0], abs=0.05)
+    assert times[3] == pytest.approx(times[2] + 6, abs=1e-6)  # nothing then: the timeout

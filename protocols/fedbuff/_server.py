@@ -1,0 +1,142 @@
+"""The FedBuff server actor: a thin event loop around :class:`FedBuffCore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from protocols.fedbuff._core import FedBuffCore
+from protocols.messages import Error, TrainReply
+from simkit.actors import Actor, Context, Received
+from simkit.protocol import RoundRecord
+from simkit.training import save_state
+
+__all__ = ["SERVER_NAME", "FedBuffServer", "checkpoint_path"]
+
+SERVER_NAME = "server"
+_REPLIES = (TrainReply, Error)
+
+
+def checkpoint_path(directory: Path) -> Path:
+    """Where the server keeps its state inside a checkpoint directory."""
+    return directory / "fedbuff.npz"
+
+
+class FedBuffServer(Actor):
+    """Keeps clients training, buffers their updates, applies one every K arrivals.
+
+    One loop: take the next reply (a training reply or an ``Error``) and feed
+    it to the core; when none is waiting, see who left or joined, set idle
+    clients to work, and wait for whatever happens next. It stops after
+    ``rounds`` updates, or when no training reply arrived for
+    ``update_timeout`` seconds.
+
+    Args:
+        core: The server's logic and state (restored from a checkpoint when resuming).
+        token: Joins must present this token (empty: none).
+    """
+
+    def __init__(self, core: FedBuffCore, *, token: str = "") -> None:
+        self.name = SERVER_NAME
+        self.core = core
+        self.token = token
+        self._known = frozenset(core.setup.client_names)
+        self._sessions: dict[str, int] = {}  # connected clients -> session, as last seen
+
+    async def run(self, ctx: Context) -> None:
+        core, setup, options = self.core, self.core.setup, self.core.options
+        ctx.listen(token=self.token)
+        if core.done:
+            ctx.log(f"nothing to do: resumed after update {core.version} of {setup.rounds}")
+            return
+        try:
+            await ctx.wait_for_peers(len(self._known), timeout=options.join_timeout)
+        except TimeoutError:
+            ctx.log(f"{len(self._clients(ctx))} of {len(self._known)} clients joined in time")
+        core.start(ctx.now())
+        ctx.mark("round", f"update {core.version + 1}")
+        last_reply = ctx.now()
+        item: Received | None = None
+        while not core.done:
+            if item is None:
+                item = ctx.take(_REPLIES)
+            if item is not None:
+                if item.type == TrainReply.typename:
+                    last_reply = ctx.now()
+                self._handle(ctx, item)
+                item = None
+                continue
+            self._sync(ctx)
+            await self._dispatch(ctx)
+            left = last_reply + options.update_timeout - ctx.now()
+            if left <= 0:
+                core.stopped = (
+                    f"no training reply for {options.update_timeout:g} s: stopped after "
+                    f"update {core.version} of {setup.rounds} ({len(core.jobs)} clients "
+                    f"training, {len(self._sessions)} connected, {core.buffered} buffered)"
+                )
+                ctx.log(core.stopped)
+                break
+            item = await ctx.wait_any(
+                _REPLIES, watch=sorted(self._sessions), joins=True, timeout=left
+            )
+
+    def _clients(self, ctx: Context) -> list[str]:
+        return [p for p in ctx.peers() if p in self._known]
+
+    def _handle(self, ctx: Context, item: Received) -> None:
+        if item.src not in self._known:
+            return
+        msg = item.decode()
+        if isinstance(msg, Error):
+            what = self.core.on_error(item.src, msg)
+            ctx.log(
+                f"{item.src} failed its request of round {msg.round} ({msg.stage}): "
+                f"{msg.text}; {what}"
+            )
+        elif isinstance(msg, TrainReply):
+            record = self.core.on_reply(item.src, msg, ctx.now())
+            if record is not None:
+                self._updated(ctx, record)
+
+    def _updated(self, ctx: Context, record: RoundRecord) -> None:
+        core, setup = self.core, self.core.setup
+        staleness = core.last_staleness
+        ctx.log(
+            f"update {record.round}: {len(staleness)} updates from {len(record.replied)} "
+            f"clients, staleness {min(staleness)}..{max(staleness)} "
+            f"(mean {sum(staleness) / len(staleness):.2f})"
+        )
+        if setup.on_round is not None:
+            setup.on_round(record)
+        if setup.checkpoint_dir is not None:
+            self._checkpoint(setup.checkpoint_dir)
+        if not core.done:
+            ctx.mark("round", f"update {core.version + 1}")
+
+    def _sync(self, ctx: Context) -> None:
+        """Tell the core who went away (or came back under a new session) since last time."""
+        now = {c: ctx.session(c) for c in self._clients(ctx)}
+        for c in sorted(self._sessions):
+            if now.get(c) != self._sessions[c]:
+                self.core.on_gone(c)
+        self._sessions = now
+
+    async def _dispatch(self, ctx: Context) -> None:
+        """Set idle clients to work, encoding each distinct request once."""
+        chosen = self.core.choose(self._sessions)
+        for request, clients in self.core.requests(chosen, self._sessions):
+            for c in await ctx.broadcast(clients, request):
+                self.core.unreachable(c)
+
+    def _checkpoint(self, directory: Path) -> None:
+        setup = self.core.setup
+        save_state(
+            checkpoint_path(directory),
+            {
+                "protocol": "fedbuff",
+                "scenario": setup.name,
+                "seed": setup.seed,
+                "clients": setup.client_names,
+                "core": self.core.state_dict(),
+            },
+        )
