@@ -399,3 +399,47 @@ def test_resume_refuses_another_scenario(tmp_path: Path) -> None:
         run_scenario(scenario(rounds=2, seed=4), resume=tmp_path / "ck")
     with pytest.raises(ScenarioError, match="no FedBuff checkpoint"):
         run_scenario(scenario(rounds=2), resume=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "aggregator",
+    [{"kind": "mean"}, {"kind": "median"}, {"kind": "trimmed_mean", "fraction": 0.2}],
+)
+def test_every_aggregator_runs_and_learns(aggregator: dict[str, Any]) -> None:
+    result = run_scenario(scenario(rounds=10, aggregator=aggregator))
+    evals = [r.eval_loss for r in result.rounds if r.eval_loss is not None]
+    assert result.rounds_completed == 10
+    assert evals[-1] < evals[0]
+
+
+def max_training(result: RunResult) -> int:
+    """The most requests outstanding at once (sent, reply not yet delivered)."""
+    out, most = 0, 0
+    for e in result.trace.events:
+        if e.kind == "send" and e.type == "TrainRequest":
+            out += 1
+        elif e.kind == "deliver" and e.type == "TrainReply":
+            out -= 1
+        most = max(most, out)
+    return most
+
+
+def test_concurrency_and_sync_interval_in_a_run() -> None:
+    def requests(result: RunResult) -> list[int]:
+        return [
+            e.nbytes for e in result.trace.events if e.kind == "send" and e.type == "TrainRequest"
+        ]
+
+    data = scenario(rounds=12, clients={"count": 8}, protocol={"buffer_size": 2})
+    eager = run_scenario(data)
+    assert max_training(eager) == 8  # default: every client
+    lazy = run_scenario(scenario(**{**data, "protocol": {**data["protocol"], "sync_interval": 4}}))
+    small = min(requests(eager))  # a request without weights
+    with_weights = [n for n in requests(eager) if n > 2 * small]
+    lazy_weights = [n for n in requests(lazy) if n > 2 * small]
+    assert len(lazy_weights) < len(with_weights)
+    assert lazy.rounds_completed == 12
+    capped = run_scenario(scenario(**{**data, "protocol": {"buffer_size": 2, "concurrency": 3}}))
+    assert capped.rounds_completed == 12
+    assert max_training(capped) == 3
+    assert len({c for r in capped.rounds for c in r.replied}) > 3  # slots move around
