@@ -248,6 +248,14 @@ class FedBuffCore:
         self._failed.add(client)
         return "no new work for it until the next update"
 
+    def on_bad_reply(self, client: str) -> None:
+        """A reply from ``client`` did not decode: it failed its job, as with an ``Error``."""
+        if self.jobs.pop(client, None) is None:
+            self._late += 1
+            return
+        self._benched[client] = self.version
+        self._failed.add(client)
+
     def on_gone(self, client: str) -> None:
         """``client`` went away (or reconnected): its work and weights are lost."""
         self.jobs.pop(client, None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from protocols.fedbuff._core import FedBuffCore
 from protocols.messages import Error, TrainReply
 from simkit.actors import Actor, Context, Received
+from simkit.codec import DecodeError
 from simkit.protocol import RoundRecord
 from simkit.training import save_state
 
@@ -86,7 +87,12 @@ class FedBuffServer(Actor):
     def _handle(self, ctx: Context, item: Received) -> None:
         if item.src not in self._known:
             return
-        msg = item.decode()
+        try:
+            msg = item.decode()
+        except DecodeError as exc:
+            ctx.log(f"{item.src} sent an undecodable {item.type}: {exc}")
+            self.core.on_bad_reply(item.src)
+            return
         if isinstance(msg, Error):
             what = self.core.on_error(item.src, msg)
             ctx.log(

@@ -255,6 +255,11 @@ def test_unexpected_replies_errors_and_departures() -> None:
     assert record.failed == ("c001", "c002")
     assert record.late == 1
     assert core.choose({"c001": 1}) == ["c001"]  # the next update lifts the bench
+    # a reply that does not decode fails its client like an Error
+    send(core, "c001")
+    core.on_bad_reply("c001")
+    assert "c001" not in core.jobs
+    assert core.choose({"c001": 1}) == []
 
 
 def test_concurrency_fills_free_slots_with_a_seeded_choice() -> None:
