@@ -16,14 +16,14 @@ import pytest
 
 from simkit.cli import main
 
-TESTS = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[1]  # where the `tests` package is
 
 SCENARIO = """\
 name = "net"
 rounds = 2
 
 [protocol]
-name = "scenario.fakeproto:PLUGIN"
+name = "tests.scenario.fakeproto:PLUGIN"
 
 [clients]
 count = {count}
@@ -48,12 +48,12 @@ def scenario(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fake_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.syspath_prepend(str(ROOT))
 
 
 def simkit(*argv: str, token: str | None = None) -> subprocess.Popen[str]:
     """``python -m simkit ARGV`` with the fake protocol importable."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
     env.pop("SIMKIT_TOKEN", None)
     if token is not None:
         env["SIMKIT_TOKEN"] = token

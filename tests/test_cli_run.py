@@ -13,14 +13,14 @@ import pytest
 
 from simkit.cli import main
 
-TESTS = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[1]  # where the `tests` package is
 
 SCENARIO = """\
 name = "cli"
 rounds = 2
 
 [protocol]
-name = "scenario.fakeproto:PLUGIN"
+name = "tests.scenario.fakeproto:PLUGIN"
 
 [clients]
 count = 4
@@ -41,7 +41,7 @@ def scenario(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fake_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.syspath_prepend(str(ROOT))
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
@@ -142,7 +142,7 @@ def test_subprocess_exit_code_and_json(scenario: Path, tmp_path: Path) -> None:
     bad.write_text("[clients]\ncout = 3\n")
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "simkit", "run", str(bad)],

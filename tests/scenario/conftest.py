@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-FAKE = "scenario.fakeproto:PLUGIN"
+FAKE = "tests.scenario.fakeproto:PLUGIN"
 
 SMALL: dict[str, Any] = {
     "name": "small",

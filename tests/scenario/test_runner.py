@@ -36,7 +36,7 @@ def test_summary_keys_and_types(result: RunResult) -> None:
     assert list(summary)[: len(SUMMARY_KEYS)] == list(SUMMARY_KEYS)
     assert summary["scenario"] == "small"
     assert summary["seed"] == 5
-    assert summary["protocol"] == "scenario.fakeproto:PLUGIN"
+    assert summary["protocol"] == "tests.scenario.fakeproto:PLUGIN"
     assert summary["clients"] == 5
     assert summary["rounds_completed"] == 3
     assert summary["dropped"] == []

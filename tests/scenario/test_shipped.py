@@ -11,7 +11,7 @@ from simkit.scenario import build, load_scenario
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 FILES = sorted(SCENARIOS.glob("*.toml"))
-FAKE = 'protocol={name="scenario.fakeproto:PLUGIN", round_timeout=30.0}'
+FAKE = 'protocol={name="tests.scenario.fakeproto:PLUGIN", round_timeout=30.0}'
 
 
 def test_catalogue_lists_every_file() -> None:
