@@ -17,8 +17,10 @@ from typing import Literal
 from simkit.messages import Message
 from simkit.training import (
     AuxVar,
+    Effort,
     EvalInstructions,
     EvalResult,
+    MetricState,
     TrainInstructions,
     TrainResult,
     Weighting,
@@ -29,6 +31,7 @@ __all__ = [
     "Error",
     "EvaluationReply",
     "EvaluationRequest",
+    "TrainDone",
     "TrainReply",
     "TrainRequest",
 ]
@@ -82,6 +85,20 @@ class TrainReply(Message):
 
     round: int
     result: TrainResult
+
+
+@dataclass(frozen=True, slots=True)
+class TrainDone(Message):
+    """Secure aggregation: a client trained; its update goes through SecAgg, not here.
+
+    Only what is aggregated in clear travels: the training-loss state and
+    the effort. The server starts the secure sum among the clients that sent
+    this before the round deadline.
+    """
+
+    round: int
+    metrics: dict[str, MetricState]
+    effort: Effort
 
 
 @dataclass(frozen=True, slots=True)

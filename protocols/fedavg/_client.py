@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
+from protocols.fedavg._secure import masked_vector, weight_cap
 from protocols.messages import (
     Error,
     EvaluationReply,
     EvaluationRequest,
+    TrainDone,
     TrainReply,
     TrainRequest,
 )
+from protocols.secagg import SecAggSettings, secure_contribute
 from simkit.actors import Actor, Context, PeerGone, Rejected
 from simkit.channels import ConnectError
 from simkit.messages import Message
@@ -79,6 +85,9 @@ class FedAvgClient(Actor):
         )
         self.weights: Weights | None = None
         self.version = -1
+        self.secagg = SecAggSettings.from_table(setup.secagg, setup.name)
+        self._weight_cap = weight_cap(setup) if self.secagg is not None else 1.0
+        self._secure: npt.NDArray[np.float64] | None = None  # the next secure-sum input
         if setup.resume_dir is not None:
             self._restore(client_checkpoint_path(setup.resume_dir, self.name))
 
@@ -100,6 +109,12 @@ class FedAvgClient(Actor):
                 await ctx.send(self.server, reply)
             except PeerGone:
                 return
+            if isinstance(reply, TrainDone) and self._secure is not None:
+                assert self.secagg is not None
+                vector, self._secure = self._secure, None
+                await secure_contribute(
+                    ctx, self.server, vector, self.secagg, ctx.seeds, request.round
+                )
 
     async def _join(self, ctx: Context) -> bool:
         """Join the server, retrying while it is not listening yet."""
@@ -136,6 +151,7 @@ class FedAvgClient(Actor):
             self.weights, self.version = msg.weights, msg.version
 
     def _answer(self, request: TrainRequest | EvaluationRequest) -> tuple[Message, float]:
+        self._secure = None
         """The reply to ``request`` and the compute time it cost."""
         if self.weights is None or request.version != self.version:
             text = f"holds weights version {self.version}, was asked to use {request.version}"
@@ -145,11 +161,18 @@ class FedAvgClient(Actor):
             if isinstance(evaluated, TrainFailure):
                 return Error(request.round, "evaluate", evaluated.error_text), 0.0
             return EvaluationReply(request.round, evaluated), evaluated.effort.t_spent
+        if request.secagg and self.secagg is None:
+            text = "asked for secure aggregation, but this client's scenario has secagg.mode = off"
+            return Error(request.round, "secagg", text), 0.0
         result = self.manager.training_round(request.instructions(self.weights))
         if isinstance(result, TrainFailure):
             return Error(request.round, "train", result.error_text), 0.0
         if self.setup.checkpoint_dir is not None:
             self._save(client_checkpoint_path(self.setup.checkpoint_dir, self.name), result)
+        if request.secagg:
+            # the update goes through the secure sum; only loss and effort in clear
+            self._secure = masked_vector(result.updates, self._weight_cap)
+            return TrainDone(request.round, result.metrics, result.effort), result.effort.t_spent
         return TrainReply(request.round, result), result.effort.t_spent
 
     def _save(self, path: Path, result: TrainResult) -> None:

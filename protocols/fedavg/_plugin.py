@@ -8,9 +8,12 @@ from typing import Any
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
 from protocols.fedavg._options import FedAvgOptions
+from protocols.fedavg._secure import check_secagg, plain_round_faults
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
+from protocols.secagg import ServerFactory
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
+from simkit.secagg import SecAggServer
 from simkit.simulation import Simulation
 from simkit.training import Weights, load_state
 
@@ -33,9 +36,18 @@ class FedAvgRun:
 
 
 class FedAvgPlugin:
-    """Registered under ``simkit.protocols`` as ``fedavg``."""
+    """Registered under ``simkit.protocols`` as ``fedavg``.
+
+    Args:
+        secagg_factory: Builds the SecAgg server core of secure rounds; a
+            plugin built with a :class:`~simkit.secagg.SecAggServer` subclass
+            runs a changed (say, deliberately buggy) server.
+    """
 
     name = "fedavg"
+
+    def __init__(self, secagg_factory: ServerFactory = SecAggServer) -> None:
+        self.secagg_factory = secagg_factory
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the ``[protocol]`` table (see :class:`FedAvgOptions`)."""
@@ -54,17 +66,15 @@ class FedAvgPlugin:
             ScenarioError: ``setup.resume_dir`` holds a checkpoint of another
                 scenario, seed or client set, or an unreadable one.
         """
-        mode = setup.secagg.get("mode", "off")
-        if mode != "off":
-            raise ScenarioError(
-                f"{setup.name}: secagg.mode = {mode!r} is not supported by protocol 'fedavg' yet"
-            )
+        secagg = check_secagg(setup)
+        if secagg is None:
+            sim.faults = plain_round_faults(sim.faults)
         core = FedAvgCore(setup, self.options(setup))
         if setup.resume_dir is not None:
             _resume(core, setup)
         server_here = only is None or SERVER_NAME in only
         if server_here:
-            sim.add(FedAvgServer(core))
+            sim.add(FedAvgServer(core, secagg=secagg, secagg_factory=self.secagg_factory))
         for client in setup.clients:
             if only is None or client.name in only:
                 sim.add(_client(setup, client), name=client.name, daemon=server_here)

@@ -7,16 +7,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocols.fedavg._core import FedAvgCore, RoundOutcome
-from protocols.messages import Error, EvaluationReply, TrainReply
+from protocols.fedavg._secure import update_layout
+from protocols.messages import Error, EvaluationReply, TrainDone, TrainReply
+from protocols.secagg import (
+    SecAggSettings,
+    SecureSumOutcome,
+    ServerFactory,
+    release,
+    secure_sum,
+    unflatten_fields,
+)
 from simkit.actors import Actor, Context
 from simkit.messages import Message
 from simkit.protocol import RoundRecord
+from simkit.secagg import SecAggServer
 from simkit.training import EvalResult, TrainResult, save_state
 
 __all__ = ["SERVER_NAME", "FedAvgServer", "checkpoint_path"]
 
 SERVER_NAME = "server"
-_REPLIES = (TrainReply, EvaluationReply, Error)
+_REPLIES = (TrainReply, TrainDone, EvaluationReply, Error)
 
 
 def checkpoint_path(directory: Path) -> Path:
@@ -28,7 +38,7 @@ def checkpoint_path(directory: Path) -> Path:
 class _Collected:
     """The replies of one request round."""
 
-    results: dict[str, TrainResult | EvalResult] = field(default_factory=dict)
+    results: dict[str, TrainResult | EvalResult | TrainDone] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     late: int = 0
 
@@ -39,12 +49,25 @@ class FedAvgServer(Actor):
     Args:
         core: The round logic and state (restored from a checkpoint when resuming).
         token: Joins must present this token (empty: none).
+        secagg: Secure aggregation settings (``None``: updates travel in clear).
+        secagg_factory: Builds the SecAgg server core (a subclass changes its
+            behaviour: the testing tutorial's buggy server).
     """
 
-    def __init__(self, core: FedAvgCore, *, token: str = "") -> None:
+    def __init__(
+        self,
+        core: FedAvgCore,
+        *,
+        token: str = "",
+        secagg: SecAggSettings | None = None,
+        secagg_factory: ServerFactory = SecAggServer,
+    ) -> None:
         self.name = SERVER_NAME
         self.core = core
         self.token = token
+        self.secagg = secagg
+        self.secagg_factory = secagg_factory
+        self.secagg_outcomes: list[SecureSumOutcome] = []
         # client -> (session, version) of the global weights it was last sent
         self._holds: dict[str, tuple[int, int]] = {}
         self._known = frozenset(core.setup.client_names)
@@ -96,16 +119,21 @@ class FedAvgServer(Actor):
             )
         core.begin_round(r)
         sampled = core.sample(r, available)
+        secure = self.secagg is not None
         asked = await self._send(
             ctx,
             sampled,
-            lambda with_weights: core.train_request(r, with_weights=with_weights),
+            lambda with_weights: core.train_request(r, with_weights=with_weights, secagg=secure),
         )
         unreachable = sorted(set(sampled) - set(asked))
-        got = await self._collect(ctx, asked, r, TrainReply, options.round_timeout)
-        train = {c: res for c, res in got.results.items() if isinstance(res, TrainResult)}
-        outcome = core.aggregate(train)
-        late += got.late
+        if secure:
+            outcome, failed, more_late = await self._secure_aggregate(ctx, r, asked)
+        else:
+            got = await self._collect(ctx, asked, r, TrainReply, options.round_timeout)
+            train = {c: res for c, res in got.results.items() if isinstance(res, TrainResult)}
+            outcome = core.aggregate(train)
+            failed, more_late = got.failed, got.late
+        late += more_late
         metrics: dict[str, float] = {}
         if outcome.updated and core.evaluates(r):
             metrics, eval_late = await self._evaluate(ctx, r, outcome)
@@ -114,7 +142,7 @@ class FedAvgServer(Actor):
             round=r,
             sampled=tuple(sampled),
             replied=outcome.used,
-            failed=tuple(sorted(set(got.failed) | set(unreachable))),
+            failed=tuple(sorted((set(failed) | set(unreachable)) - set(outcome.used))),
             late=late,
             loss=outcome.loss,
             accuracy=metrics.get("accuracy"),
@@ -124,6 +152,48 @@ class FedAvgServer(Actor):
             aborted=not outcome.updated,
             reason=outcome.reason,
         )
+
+    async def _secure_aggregate(
+        self, ctx: Context, r: int, asked: Sequence[str]
+    ) -> tuple[RoundOutcome, list[str], int]:
+        """Collect ``TrainDone``, then securely sum the updates of those that trained in time.
+
+        Returns:
+            The outcome, the clients that failed, and the late messages.
+        """
+        core, options, settings = self.core, self.core.options, self.secagg
+        assert settings is not None
+        got = await self._collect(ctx, asked, r, TrainDone, options.round_timeout)
+        done = {c: m for c, m in got.results.items() if isinstance(m, TrainDone)}
+        cohort = sorted(done)
+        left_out = [c for c in asked if c not in done and ctx.is_connected(c)]
+        if left_out:  # late trainers must not wait for a secure sum without them
+            await release(ctx, left_out, r, "not in this round's secure sum (no TrainDone in time)")
+        needed = max(2, options.min_replies)
+        if len(cohort) < needed:
+            await release(ctx, cohort, r, "too few clients trained in time")
+            reason = f"{len(cohort)} clients trained in time; secure aggregation needs {needed}"
+            return RoundOutcome(False, (), None, reason), sorted(asked), got.late
+        spec, template = update_layout(core.weights)
+        summed = await secure_sum(
+            ctx, cohort, spec.length, settings, ctx.seeds, r, server_factory=self.secagg_factory
+        )
+        self.secagg_outcomes.append(summed)
+        late = got.late + summed.stale + summed.late
+        failed = sorted(set(asked) - set(summed.survivors))
+        if summed.total is None:
+            reason = f"secure aggregation aborted in {summed.aborted_in}: {summed.reason}"
+            # who did their part up to the stage that failed (not dropouts)
+            reached = list(summed.stages.values())
+            did = tuple(reached[-1]) if reached else ()
+            return (
+                RoundOutcome(False, did, None, reason),
+                sorted(set(asked) - set(did)),
+                late,
+            )
+        total = unflatten_fields(summed.total, spec, template)
+        metrics = {c: done[c].metrics for c in summed.survivors}
+        return core.aggregate_sum(total, summed.survivors, metrics), failed, late
 
     async def _send(
         self, ctx: Context, clients: Sequence[str], make: Callable[[bool], Message]
@@ -153,7 +223,7 @@ class FedAvgServer(Actor):
         ctx: Context,
         clients: Sequence[str],
         r: int,
-        kind: type[TrainReply] | type[EvaluationReply],
+        kind: type[TrainReply] | type[TrainDone] | type[EvaluationReply],
         timeout: float,
     ) -> _Collected:
         """Wait for one ``kind`` reply of round ``r`` from each client, until ``timeout``.
@@ -163,7 +233,7 @@ class FedAvgServer(Actor):
         """
         out = _Collected()
         deadline = ctx.now() + timeout
-        stage = "train" if kind is TrainReply else "evaluate"
+        stage = "evaluate" if kind is EvaluationReply else "train"
         waiting = list(clients)
         while waiting:
             left = deadline - ctx.now()
@@ -182,6 +252,8 @@ class FedAvgServer(Actor):
                     out.failed.append(name)
                 elif isinstance(msg, (TrainReply, EvaluationReply)) and msg.round == r:
                     out.results[name] = msg.result
+                elif isinstance(msg, TrainDone) and msg.round == r:
+                    out.results[name] = msg
                 else:
                     out.late += 1
                     waiting.append(name)
