@@ -12,13 +12,15 @@ Wall-clock time is read here on purpose: this module only runs in real mode.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 import anyio
 import anyio.abc
@@ -26,7 +28,7 @@ import anyio.abc
 from simkit.channels import TcpTransport
 from simkit.simulation import Simulation, SimulationResult
 
-__all__ = ["ClientLaunch", "ClientsFailed", "run_real"]
+__all__ = ["ClientLaunch", "ClientsFailed", "run_real", "set_strings"]
 
 
 class ClientsFailed(RuntimeError):
@@ -79,6 +81,31 @@ class ClientLaunch:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["SIMKIT_TOKEN"] = self.token
         return env
+
+
+def set_strings(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[str]:
+    """Overrides as ``--set`` strings (a mapping's values written as TOML)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={_toml(value)}" for key, value in overrides.items()]
+    return list(overrides)
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: booleans, numbers, strings, arrays and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot pass {value!r} to a client process as a --set value")
 
 
 @dataclass(slots=True)

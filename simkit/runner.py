@@ -111,6 +111,8 @@ class RunResult:
             client process that failed).
         transport: ``"memory"`` (virtual time) or ``"tcp"`` (real time: then
             ``virtual_time_s`` is the real time the run took, as the server saw it).
+        artifacts: Protocol extras for the report (a protocol run's optional
+            ``artifacts()``: FedAvg's SecAgg teaching view).
     """
 
     scenario: str
@@ -124,6 +126,7 @@ class RunResult:
     wall_time_s: float
     errors: list[tuple[str, str]] = field(default_factory=list)
     transport: TransportName = "memory"
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clients(self) -> list[str]:
@@ -533,7 +536,17 @@ def _run_result(
         wall_time_s=wall,
         errors=list(result.errors) + problems,
         transport=transport,
+        artifacts=_artifacts(handle),
     )
+
+
+def _artifacts(handle: ProtocolRun) -> dict[str, Any]:
+    """The protocol's optional extras for the report (``handle.artifacts()``)."""
+    get = getattr(handle, "artifacts", None)
+    if get is None:
+        return {}
+    found = get()
+    return dict(found) if isinstance(found, Mapping) else {}
 
 
 def _tcp(host: str, book: Mapping[str, str] | None = None, *, token: str = "") -> TcpTransport:
@@ -548,35 +561,10 @@ def _launch(
     overrides: Iterable[str] | Mapping[str, Any] | None,
     names: list[str],
 ) -> ClientLaunch:
-    from simkit._realtime import ClientLaunch
+    from simkit._realtime import ClientLaunch, set_strings
 
-    sets = [text for text in _set_strings(overrides) if not text.startswith("seed=")]
+    sets = [text for text in set_strings(overrides) if not text.startswith("seed=")]
     return ClientLaunch(os.fspath(path), scenario.config.seed, sets, names)
-
-
-def _set_strings(overrides: Iterable[str] | Mapping[str, Any] | None) -> list[str]:
-    """Overrides as ``--set`` strings (a mapping's values written as TOML)."""
-    if overrides is None:
-        return []
-    if isinstance(overrides, Mapping):
-        return [f"{key}={_toml(value)}" for key, value in overrides.items()]
-    return list(overrides)
-
-
-def _toml(value: Any) -> str:
-    """A TOML value: booleans, numbers, strings, arrays and inline tables."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items())
-        return "{" + items + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"cannot pass {value!r} to a client process as a --set value")
 
 
 def with_seed(overrides: Iterable[str] | Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
