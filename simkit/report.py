@@ -173,6 +173,9 @@ def write_report(result: RunResult, directory: str | os.PathLike[str]) -> Path:
     (out / "sequence.mmd").write_text(_sequence(result, events) + "\n", encoding="utf-8")
     _plot_metrics(result, out / "metrics.png")
     _plot_timeline(result, events, out / "timeline.png")
+    secagg = result.artifacts.get("secagg")
+    if isinstance(secagg, dict):
+        _plot_secagg(secagg, out / "secagg.png")
     index = out / "index.html"
     index.write_text(_index_html(result, summary, events), encoding="utf-8")
     return index
@@ -241,6 +244,76 @@ def _plot_timeline(result: RunResult, events: Sequence[Event], path: Path) -> No
     fig.savefig(path, dpi=110)
 
 
+def _image(array: Any) -> Any:
+    """A weight array as an image: (k*k, c) kernels as c tiles of k x k, else 2-D."""
+    import numpy as np
+
+    a = np.asarray(array, dtype=np.float64)
+    if a.ndim == 1:
+        return a[np.newaxis, :]
+    if a.ndim == 2:
+        side = round(a.shape[0] ** 0.5)
+        if side * side == a.shape[0] and a.shape[1] <= 32:
+            per_row = -(-a.shape[1] // 2) if a.shape[1] > 5 else a.shape[1]
+            canvas = np.full((2 * (side + 1), per_row * (side + 1)), np.nan)
+            for j in range(a.shape[1]):
+                r, c = divmod(j, per_row)
+                y, x = r * (side + 1), c * (side + 1)
+                canvas[y : y + side, x : x + side] = a[:, j].reshape(side, side)
+            rows = -(-a.shape[1] // per_row)
+            return canvas[: rows * (side + 1) - 1, : per_row * (side + 1) - 1]
+        return a
+    return a.reshape(a.shape[0], -1)
+
+
+def _plot_secagg(view: dict[str, Any], path: Path) -> None:
+    """The teaching view: a client's true update, what the server got, the sum."""
+    from matplotlib.figure import Figure
+
+    names = sorted(view["masked"])
+    columns = [
+        ("true", f"{view['client']}'s update (never sent)"),
+        ("masked", f"what the server receives from {view['client']}"),
+        ("mean", "what the server unmasks: the mean update"),
+    ]
+    fig = Figure(figsize=(12, 1.2 + 2.2 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), len(columns), squeeze=False)
+    for row, name in enumerate(names):
+        for col, (key, title) in enumerate(columns):
+            ax = axes[row][col]
+            arrays = view.get(key)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if arrays is None:
+                ax.set_title(f"{title}: not recorded", fontsize=9)
+                continue
+            image = ax.imshow(_image(arrays[name]), cmap="gray" if key == "masked" else "RdBu")
+            fig.colorbar(image, ax=ax, shrink=0.8)
+            ax.set_title(f"{title}\n{name}" if row == 0 else name, fontsize=9)
+    fig.suptitle(
+        f"secure aggregation, round {view['round']}: masked inputs are uniform integers "
+        f"modulo 2^{view['bits']} (shown scaled to [0, 1))"
+    )
+    fig.savefig(path, dpi=110)
+
+
+def _bytes_by_type(events: Sequence[Event]) -> str:
+    """Rows of messages and bytes sent, per message type (heartbeats included)."""
+    count: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for e in events:
+        if e.kind == "send":
+            count[e.type] = count.get(e.type, 0) + 1
+            size[e.type] = size.get(e.type, 0) + e.nbytes
+    total = sum(size.values()) or 1
+    order = sorted(size, key=lambda t: (-size[t], t))
+    return "\n".join(
+        f"<tr><th>{html.escape(t)}</th><td>{count[t]}</td><td>{size[t]:,}</td>"
+        f"<td>{100 * size[t] / total:.1f} %</td></tr>"
+        for t in order
+    )
+
+
 def _index_html(result: RunResult, summary: dict[str, Any], events: Sequence[Event]) -> str:
     esc = html.escape
     rows = "\n".join(
@@ -255,12 +328,17 @@ def _index_html(result: RunResult, summary: dict[str, Any], events: Sequence[Eve
         if key != "metrics"
     )
     diagram = esc(_sequence(result, events))
+    secagg = ""
+    if isinstance(result.artifacts.get("secagg"), dict):
+        secagg = _SECAGG_SECTION
     return _PAGE.format(
         title=esc(f"{result.scenario} — simkit report"),
         heading=esc(result.scenario),
         facts=facts,
         rows=rows,
         diagram=diagram,
+        secagg=secagg,
+        bytes=_bytes_by_type(events),
     )
 
 
@@ -275,6 +353,16 @@ def _fact(value: Any) -> str:
         return f"{value:.4g}"
     return str(value)
 
+
+_SECAGG_SECTION: Final = """<h2>What the server sees under secure aggregation</h2>
+<p>Left: one client's true update in the first secure round (the simulator
+sees it; it never leaves the client). Middle: what the server receives from
+that client, its masked input, indistinguishable from uniform noise. Right:
+the mean update the server unmasks from the sum of all survivors' inputs.
+The bytes table below shows what the key agreement and secret sharing stages
+(SecAgg*) cost next to the model traffic.</p>
+<img src="secagg.png" alt="a client's update, its masked input, the unmasked mean">
+"""
 
 _PAGE: Final = """<!doctype html>
 <html lang="en">
@@ -308,6 +396,11 @@ pre.mermaid {{ background: #fafafa; padding: 1em; overflow-x: auto; }}
 <img src="metrics.png" alt="loss and accuracy per round">
 <h2>Timeline</h2>
 <img src="timeline.png" alt="per-client activity over virtual time">
+{secagg}<h2>Bytes by message type</h2>
+<table>
+<tr><th>type</th><th>messages</th><th>bytes</th><th>share</th></tr>
+{bytes}
+</table>
 <h2>Round 1, message by message</h2>
 <pre class="mermaid">
 {diagram}

@@ -88,6 +88,9 @@ class FedAvgClient(Actor):
         self.secagg = SecAggSettings.from_table(setup.secagg, setup.name)
         self._weight_cap = weight_cap(setup) if self.secagg is not None else 1.0
         self._secure: npt.NDArray[np.float64] | None = None  # the next secure-sum input
+        # round -> the input this client fed the secure sum (kept for the first
+        # two rounds only: the report's teaching view shows one)
+        self.secure_inputs: dict[int, npt.NDArray[np.float64]] = {}
         if setup.resume_dir is not None:
             self._restore(client_checkpoint_path(setup.resume_dir, self.name))
 
@@ -172,6 +175,8 @@ class FedAvgClient(Actor):
         if request.secagg:
             # the update goes through the secure sum; only loss and effort in clear
             self._secure = masked_vector(result.updates, self._weight_cap)
+            if len(self.secure_inputs) < 2:
+                self.secure_inputs.setdefault(request.round, self._secure)
             return TrainDone(request.round, result.metrics, result.effort), result.effort.t_spent
         return TrainReply(request.round, result), result.effort.t_spent
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+import numpy as np
+
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
 from protocols.fedavg._options import FedAvgOptions
-from protocols.fedavg._secure import check_secagg, plain_round_faults
+from protocols.fedavg._secure import check_secagg, plain_round_faults, update_layout
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
-from protocols.secagg import ServerFactory
+from protocols.secagg import ServerFactory, unflatten_fields
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
 from simkit.secagg import SecAggServer
@@ -25,6 +27,8 @@ class FedAvgRun:
 
     def __init__(self, core: FedAvgCore) -> None:
         self.core = core
+        self.server: FedAvgServer | None = None
+        self.clients: dict[str, FedAvgClient] = {}  # the latest incarnation of each
 
     def rounds(self) -> list[RoundRecord]:
         """Every round so far (those restored from a checkpoint first)."""
@@ -33,6 +37,41 @@ class FedAvgRun:
     def weights(self) -> Weights:
         """The global weights."""
         return self.core.weights
+
+    def artifacts(self) -> dict[str, Any]:
+        """What the report shows besides the rounds: the SecAgg teaching view.
+
+        ``{"secagg": {round, client, bits, true, masked, mean}}`` for the first
+        secure round: the client's true update, the masked input the server
+        received from it (integers modulo ``2**bits``, scaled to [0, 1)) and
+        the mean update the server unmasked, each as ``{array name: array}``.
+        The simulator sees the client's side; the server never does.
+        """
+        seen = self.server.seen_masked if self.server is not None else None
+        if seen is None:
+            return {}
+        client = self.clients.get(seen["client"])
+        true = client.secure_inputs.get(seen["round"]) if client is not None else None
+        spec, template = update_layout(self.core.weights)
+
+        def updates(vector: Any, *, mean: bool) -> dict[str, Any] | None:
+            try:
+                agg = unflatten_fields(np.asarray(vector, np.float64), spec, template)
+                return (agg.mean() if mean else agg.updates).to_dict()
+            except (ValueError, ZeroDivisionError):  # a garbage sum (a buggy server)
+                return None
+
+        masked = np.asarray(seen["masked"], np.float64) / float(2 ** seen["bits"])
+        return {
+            "secagg": {
+                "round": seen["round"],
+                "client": seen["client"],
+                "bits": seen["bits"],
+                "true": updates(true, mean=True) if true is not None else None,
+                "masked": updates(masked, mean=False),
+                "mean": updates(seen["total"], mean=True),
+            }
+        }
 
 
 class FedAvgPlugin:
@@ -73,17 +112,26 @@ class FedAvgPlugin:
         if setup.resume_dir is not None:
             _resume(core, setup)
         server_here = only is None or SERVER_NAME in only
+        run = FedAvgRun(core)
         if server_here:
-            sim.add(FedAvgServer(core, secagg=secagg, secagg_factory=self.secagg_factory))
+            run.server = FedAvgServer(core, secagg=secagg, secagg_factory=self.secagg_factory)
+            sim.add(run.server)
         for client in setup.clients:
             if only is None or client.name in only:
-                sim.add(_client(setup, client), name=client.name, daemon=server_here)
-        return FedAvgRun(core)
+                sim.add(_client(setup, client, run), name=client.name, daemon=server_here)
+        return run
 
 
-def _client(setup: ScenarioSetup, client: ClientSetup) -> Callable[[], FedAvgClient]:
+def _client(
+    setup: ScenarioSetup, client: ClientSetup, run: FedAvgRun
+) -> Callable[[], FedAvgClient]:
     # A factory: a restarted client is a fresh process (fresh state, rejoins).
-    return lambda: FedAvgClient(setup, client)
+    def make() -> FedAvgClient:
+        actor = FedAvgClient(setup, client)
+        run.clients[client.name] = actor
+        return actor
+
+    return make
 
 
 def _resume(core: FedAvgCore, setup: ScenarioSetup) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from protocols.fedavg._core import FedAvgCore, RoundOutcome
 from protocols.fedavg._secure import update_layout
@@ -20,7 +23,7 @@ from protocols.secagg import (
 from simkit.actors import Actor, Context
 from simkit.messages import Message
 from simkit.protocol import RoundRecord
-from simkit.secagg import SecAggServer
+from simkit.secagg import SecAggMaskedInput, SecAggServer
 from simkit.training import EvalResult, TrainResult, save_state
 
 __all__ = ["SERVER_NAME", "FedAvgServer", "checkpoint_path"]
@@ -68,6 +71,8 @@ class FedAvgServer(Actor):
         self.secagg = secagg
         self.secagg_factory = secagg_factory
         self.secagg_outcomes: list[SecureSumOutcome] = []
+        # round, client, its masked input and the sum of the first secure round
+        self.seen_masked: dict[str, Any] | None = None
         # client -> (session, version) of the global weights it was last sent
         self._holds: dict[str, tuple[int, int]] = {}
         self._known = frozenset(core.setup.client_names)
@@ -175,9 +180,31 @@ class FedAvgServer(Actor):
             reason = f"{len(cohort)} clients trained in time; secure aggregation needs {needed}"
             return RoundOutcome(False, (), None, reason), sorted(asked), got.late
         spec, template = update_layout(core.weights)
+        seen: dict[str, Any] = {}
+
+        def observe(name: str, msg: Message) -> None:
+            # the teaching view: what the server receives from one client
+            if isinstance(msg, SecAggMaskedInput) and "masked" not in seen:
+                seen["client"], seen["masked"] = name, np.asarray(msg.masked)
+
         summed = await secure_sum(
-            ctx, cohort, spec.length, settings, ctx.seeds, r, server_factory=self.secagg_factory
+            ctx,
+            cohort,
+            spec.length,
+            settings,
+            ctx.seeds,
+            r,
+            server_factory=self.secagg_factory,
+            observe=observe if self.seen_masked is None else None,
         )
+        if self.seen_masked is None and summed.total is not None and "masked" in seen:
+            self.seen_masked = {
+                "round": r,
+                "client": seen["client"],
+                "masked": seen["masked"],
+                "total": summed.total,
+                "bits": settings.bits,
+            }
         self.secagg_outcomes.append(summed)
         late = got.late + summed.stale + summed.late
         failed = sorted(set(asked) - set(summed.survivors))
@@ -191,7 +218,12 @@ class FedAvgServer(Actor):
                 sorted(set(asked) - set(did)),
                 late,
             )
-        total = unflatten_fields(summed.total, spec, template)
+        try:
+            total = unflatten_fields(summed.total, spec, template)
+        except ValueError as exc:  # a negative total weight: the sum is garbage
+            reason = f"the unmasked sum is not a valid update: {exc}"
+            ctx.log(f"round {r}: {reason}")
+            return RoundOutcome(False, summed.survivors, None, reason), failed, late
         metrics = {c: done[c].metrics for c in summed.survivors}
         return core.aggregate_sum(total, summed.survivors, metrics), failed, late
 

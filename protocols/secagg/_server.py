@@ -123,6 +123,7 @@ async def secure_sum(
     round: int,
     *,
     server_factory: ServerFactory = SecAggServer,
+    observe: Callable[[str, Message], None] | None = None,
 ) -> SecureSumOutcome:
     """Run one SecAgg (or SecAgg+) round among ``clients`` and return the sum.
 
@@ -149,6 +150,9 @@ async def secure_sum(
         server_factory: Builds the core from ``(config, clients, seeds)``;
             pass a :class:`~simkit.secagg.SecAggServer` subclass to change its
             behaviour (a buggy server in a test kit tutorial, say).
+        observe: Called with ``(client, reply)`` for every reply of this
+            round the core is fed: what the server sees (teaching views,
+            tests of what leaks).
 
     Returns:
         The outcome: the sum, or why the round aborted, and who dropped when.
@@ -160,7 +164,7 @@ async def secure_sum(
         raise ValueError(f"vector_length must be an int >= 1, got {vector_length!r}")
     if isinstance(round, bool) or not isinstance(round, int) or round < 0:
         raise ValueError(f"round must be an int >= 0, got {round!r}")
-    driver = _Driver(ctx, sorted(set(clients)), settings, round)
+    driver = _Driver(ctx, sorted(set(clients)), settings, round, observe)
     return await driver.run(vector_length, seeds, server_factory)
 
 
@@ -182,8 +186,14 @@ class _Driver:
     """The bookkeeping of one :func:`secure_sum`."""
 
     def __init__(
-        self, ctx: Context, names: list[str], settings: SecAggSettings, round: int
+        self,
+        ctx: Context,
+        names: list[str],
+        settings: SecAggSettings,
+        round: int,
+        observe: Callable[[str, Message], None] | None = None,
     ) -> None:
+        self.observe = observe
         self.ctx = ctx
         self.names = names
         self.settings = settings
@@ -255,6 +265,8 @@ class _Driver:
                     continue
                 if getattr(msg, "round_id", None) == self.round:
                     replies[name] = msg
+                    if self.observe is not None:
+                        self.observe(name, msg)
                 else:  # an old round's straggler: wait on for this round's reply
                     self.stale += 1
                     waiting.append(name)
