@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from protocols._tables import TableChecker
 
 __all__ = ["FedAvgOptions"]
 
@@ -70,41 +71,9 @@ class FedAvgOptions:
             ValueError: One line naming ``source`` and ``protocol.<key>``.
         """
         known = cls.keys()
-        for key in sorted(table):
-            if key not in known:
-                raise ValueError(
-                    f"{source}: protocol.{key}: unknown key (FedAvg knows {', '.join(known)})"
-                )
-
-        def bad(key: str, what: str) -> ValueError:
-            return ValueError(f"{source}: protocol.{key}: must be {what}, got {table[key]!r}")
-
-        def number(key: str, low: float, *, inclusive: bool, high: float | None = None) -> None:
-            if key not in table:
-                return
-            value = table[key]
-            ok = (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and (value >= low if inclusive else value > low)
-                and (high is None or value <= high)
-            )
-            if not ok:
-                lower = f">= {low:g}" if inclusive else f"> {low:g}"
-                upper = "" if high is None else f" and <= {high:g}"
-                raise bad(key, f"a finite number {lower}{upper}")
-
-        def integer(key: str, low: int, *, optional: bool = False) -> None:
-            if key not in table or (optional and table[key] is None):
-                return
-            value = table[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise bad(key, f"an integer >= {low}")
-
-        def choice(key: str, allowed: tuple[str, ...]) -> None:
-            if key in table and table[key] not in allowed:
-                raise bad(key, " or ".join(repr(a) for a in allowed))
+        check = TableChecker(table, source)
+        check.known(known, "FedAvg")
+        number, integer, choice = check.number, check.integer, check.choice
 
         number("fraction", 0.0, inclusive=False, high=1.0)
         integer("min_clients", 1)

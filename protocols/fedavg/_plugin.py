@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from protocols._tables import read_checkpoint
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
 from protocols.fedavg._options import FedAvgOptions
@@ -17,7 +18,7 @@ from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
 from simkit.secagg import SecAggServer
 from simkit.simulation import Simulation
-from simkit.training import Weights, load_state
+from simkit.training import Weights
 
 __all__ = ["PLUGIN", "FedAvgPlugin", "FedAvgRun"]
 
@@ -137,20 +138,7 @@ def _client(
 def _resume(core: FedAvgCore, setup: ScenarioSetup) -> None:
     assert setup.resume_dir is not None
     path = checkpoint_path(setup.resume_dir)
-    if not path.exists():
-        raise ScenarioError(f"{setup.resume_dir}: no FedAvg checkpoint ({path.name} is missing)")
-    try:
-        state = load_state(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ScenarioError(f"{path}: unreadable checkpoint: {exc}") from None
-    found = (state.get("scenario"), state.get("seed"), list(state.get("clients", [])))
-    wanted = (setup.name, setup.seed, setup.client_names)
-    if found != wanted:
-        raise ScenarioError(
-            f"{path}: checkpoint of scenario {found[0]!r} seed {found[1]} with "
-            f"{len(found[2])} clients; this run is {wanted[0]!r} seed {wanted[1]} with "
-            f"{len(wanted[2])} clients"
-        )
+    state = read_checkpoint(setup, path, "FedAvg")
     try:
         core.load_state_dict(state["core"])
     except (KeyError, ValueError) as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from protocols._tables import checkpoint_header
 from protocols.fedavg._core import FedAvgCore, RoundOutcome
 from protocols.fedavg._secure import update_layout
 from protocols.messages import Error, EvaluationReply, TrainDone, TrainReply
@@ -314,10 +315,5 @@ class FedAvgServer(Actor):
         setup = self.core.setup
         save_state(
             checkpoint_path(directory),
-            {
-                "scenario": setup.name,
-                "seed": setup.seed,
-                "clients": setup.client_names,
-                "core": self.core.state_dict(),
-            },
+            {**checkpoint_header(setup), "core": self.core.state_dict()},
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from protocols._tables import TableChecker
 
 __all__ = ["FedBuffOptions", "Staleness", "staleness_weight"]
 
@@ -116,7 +117,7 @@ class FedBuffOptions:
                 raise ValueError(
                     f"{source}: protocol.{key}: unknown key (FedBuff knows {', '.join(known)})"
                 )
-        check = _Checker(table, source)
+        check = TableChecker(table, source)
         check.integer("buffer_size", 1)
         check.integer("concurrency", 1, optional=True)
         check.choice("staleness", _STALENESS)
@@ -139,38 +140,3 @@ class FedBuffOptions:
             if key in values:
                 values[key] = float(values[key])
         return cls(**values)
-
-
-class _Checker:
-    """Type and range checks of a table, each failing with one line."""
-
-    def __init__(self, table: Mapping[str, Any], source: str) -> None:
-        self.table = table
-        self.source = source
-
-    def _bad(self, key: str, what: str) -> ValueError:
-        return ValueError(f"{self.source}: protocol.{key}: must be {what}, got {self.table[key]!r}")
-
-    def number(self, key: str, low: float, *, inclusive: bool) -> None:
-        if key not in self.table:
-            return
-        value = self.table[key]
-        ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and (value >= low if inclusive else value > low)
-        )
-        if not ok:
-            raise self._bad(key, f"a finite number {'>=' if inclusive else '>'} {low:g}")
-
-    def integer(self, key: str, low: int, *, optional: bool = False) -> None:
-        if key not in self.table or (optional and self.table[key] is None):
-            return
-        value = self.table[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self._bad(key, f"an integer >= {low}")
-
-    def choice(self, key: str, allowed: tuple[str, ...]) -> None:
-        if key in self.table and self.table[key] not in allowed:
-            raise self._bad(key, " or ".join(repr(a) for a in allowed))

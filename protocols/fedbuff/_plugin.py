@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from protocols._tables import read_checkpoint
 from protocols.fedavg import FedAvgClient
 from protocols.fedbuff._core import FedBuffCore
 from protocols.fedbuff._options import FedBuffOptions
@@ -12,7 +13,7 @@ from protocols.fedbuff._server import SERVER_NAME, FedBuffServer, checkpoint_pat
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
 from simkit.simulation import Simulation
-from simkit.training import ScaffoldClientModule, ScaffoldServerModule, Weights, load_state
+from simkit.training import ScaffoldClientModule, ScaffoldServerModule, Weights
 
 __all__ = ["PLUGIN", "FedBuffPlugin", "FedBuffRun"]
 
@@ -98,20 +99,7 @@ def _refuse_scaffold(setup: ScenarioSetup, core: FedBuffCore) -> None:
 def _resume(core: FedBuffCore, setup: ScenarioSetup) -> None:
     assert setup.resume_dir is not None
     path = checkpoint_path(setup.resume_dir)
-    if not path.exists():
-        raise ScenarioError(f"{setup.resume_dir}: no FedBuff checkpoint ({path.name} is missing)")
-    try:
-        state = load_state(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ScenarioError(f"{path}: unreadable checkpoint: {exc}") from None
-    found = (state.get("scenario"), state.get("seed"), list(state.get("clients", [])))
-    wanted = (setup.name, setup.seed, setup.client_names)
-    if found != wanted:
-        raise ScenarioError(
-            f"{path}: checkpoint of scenario {found[0]!r} seed {found[1]} with "
-            f"{len(found[2])} clients; this run is {wanted[0]!r} seed {wanted[1]} with "
-            f"{len(wanted[2])} clients"
-        )
+    state = read_checkpoint(setup, path, "FedBuff")
     try:
         core.load_state_dict(state["core"])
     except (KeyError, ValueError) as exc:

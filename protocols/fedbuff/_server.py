@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from protocols._tables import checkpoint_header
 from protocols.fedbuff._core import FedBuffCore
 from protocols.messages import Error, TrainReply
 from simkit.actors import Actor, Context, Received
@@ -140,9 +141,7 @@ class FedBuffServer(Actor):
             checkpoint_path(directory),
             {
                 "protocol": "fedbuff",
-                "scenario": setup.name,
-                "seed": setup.seed,
-                "clients": setup.client_names,
+                **checkpoint_header(setup),
                 "core": self.core.state_dict(),
             },
         )
