@@ -7,20 +7,32 @@
    ``add`` adds a mask into an existing accumulator chunk by chunk (the hot
    path of masking and unmasking). The ratios divide by the faster of the
    two raw baselines: one allocating call, or the same chunks discarded.
-2. ``rounds``: one SecAgg / SecAgg+ round driven through the pure cores:
-   CPU seconds per client and for the server, and bytes sent per stage
-   against plain FedAvg (a float32 vector per client).
+2. ``rounds``: one SecAgg / SecAgg+ round driven through the pure cores
+   for n in {100, 500}, d in {10^4, 10^5}, no dropout and 10 % of the
+   clients dropped after ShareKeys (before their masked input: the costly
+   recovery path). CPU seconds (process time) per surviving client and for
+   the server, by stage; bytes per stage; expansion against plain FedAvg (a
+   float32 vector per client).
+3. ``scenarios``: whole runs, each in a fresh interpreter, of
+   ``scenarios/secagg.toml``, ``scenarios/secagg_plus.toml`` and FedAvg over
+   1,000 clients (``scenarios/scale.toml``, 1 round, d = 1,010) with SecAgg+,
+   each beside the same run with ``secagg.mode="off"``.
 
-Usage: ``python bench/bench_secagg.py [--quick]``
+Usage: ``python bench/bench_secagg.py [--quick]`` (about 10 minutes in
+full, mostly SecAgg at n = 500; quick: n = 100, d = 10^4, 200 clients).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -40,6 +52,8 @@ from simkit.secagg import (
 from simkit.secagg._masking import _CHUNK
 
 SEED = bytes(range(32))
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+T = TypeVar("T")
 STAGE_NAMES = ("advertise_keys", "share_keys", "masked_input", "unmasking")
 
 
@@ -87,8 +101,8 @@ def bench_masks(length: int, repeats: int) -> dict[str, Any]:
         raw_alloc = gb / best_seconds(raw_generator(prg, length), repeats)
         raw_chunks = gb / best_seconds(raw_chunked(prg, length), repeats)
         raw = max(raw_alloc, raw_chunks)
-        expand = gb / best_seconds(lambda p=prg: expand_mask(SEED, length, 62, p), repeats)
-        add = gb / best_seconds(lambda p=prg: add_mask(acc, SEED, 1, p), repeats)
+        expand = gb / best_seconds(partial(expand_mask, SEED, length, 62, prg), repeats)
+        add = gb / best_seconds(partial(add_mask, acc, SEED, 1, prg), repeats)
         out[prg] = {
             "raw_gb_s": round(raw_alloc, 3),
             "raw_chunked_gb_s": round(raw_chunks, 3),
@@ -100,7 +114,21 @@ def bench_masks(length: int, repeats: int) -> dict[str, Any]:
     return out
 
 
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.process_time()
+    out = fn()
+    return out, time.process_time() - start
+
+
 def bench_round(n: int, length: int, mode: str, drop: float) -> dict[str, Any]:
+    """One round through the pure cores; ``drop`` of the clients leave after ShareKeys.
+
+    The dropped clients answer AdvertiseKeys and ShareKeys, then never send
+    their masked input (they are in ``U2 \\ U3``): the expensive case, where
+    the survivors reveal shares of each one's ``s_sk`` and the server
+    rebuilds it and removes one pairwise mask per surviving neighbour.
+    CPU is process time, summed per client over the stages it ran.
+    """
     names = [f"c{i:04d}" for i in range(n)]
     k = default_degree(n)
     degree = n - 1 if mode == "secagg" else min(n - 1, k + k % 2)
@@ -112,33 +140,43 @@ def bench_round(n: int, length: int, mode: str, drop: float) -> dict[str, Any]:
         for n_ in names
     }
     dropped = set(rng.choice(names, size=int(drop * n), replace=False).tolist())
-    client_cpu = server_cpu = 0.0
+    cpu = dict.fromkeys(names, 0.0)
+    client_stage = dict.fromkeys(STAGE_NAMES, 0.0)
+    server_stage = dict.fromkeys(STAGE_NAMES, 0.0)
     up = dict.fromkeys(STAGE_NAMES, 0)
     down = dict.fromkeys(STAGE_NAMES, 0)
-    start = time.process_time()
-    sends: dict[str, Message] = server.start()
-    server_cpu += time.process_time() - start
+    traffic = dict.fromkeys(names, 0)  # bytes sent + received per client
+    sends: dict[str, Message]
+    sends, server_stage["advertise_keys"] = _timed(server.start)
     for stage, label in enumerate(STAGE_NAMES, 1):
         replies = {}
         for name, msg in sends.items():
-            down[label] += len(packb(msg))
-            if name in dropped and stage == 3:  # drop after sharing keys: the costly case
+            size = len(packb(msg))
+            down[label] += size
+            traffic[name] += size
+            if name in dropped and stage == 3:  # gone after ShareKeys: no masked input
                 continue
-            start = time.process_time()
-            reply = clients[name].receive(msg)
-            client_cpu += time.process_time() - start
+            reply, seconds = _timed(partial(clients[name].receive, msg))
+            cpu[name] += seconds
+            client_stage[label] += seconds
             if reply is not None:
-                up[label] += len(packb(reply))
+                size = len(packb(reply))
+                up[label] += size
+                traffic[name] += size
                 replies[name] = reply
         alive = [c for c in names if not (c in dropped and stage >= 3)]
-        start = time.process_time()
-        sends = server.step(replies, alive)
-        server_cpu += time.process_time() - start
+        sends, server_stage[label] = _timed(partial(server.step, replies, alive))
         if server.result is not None:
             break
-    if server.result is None or not server.result.ok:
-        raise RuntimeError(f"the benchmark round did not complete: {server.result}")
-    plain = 4 * length * len(server.result.survivors)  # float32 inputs of the same clients
+    result = server.result
+    if result is None or not result.ok:
+        raise RuntimeError(f"the benchmark round did not complete: {result}")
+    survivors, sizes = result.survivors, [len(u) for u in server.survivors]
+    if sizes != [n, n, n - len(dropped), n - len(dropped)] or set(survivors) & dropped:
+        raise RuntimeError(f"the dropped clients are not exactly U2 \\ U3: {sizes}")
+    vector = 4 * length  # one float32 update in the clear (plain FedAvg upload)
+    per_survivor = [cpu[s] for s in survivors]
+    mean_traffic = sum(traffic[s] for s in survivors) / len(survivors)
     return {
         "n": n,
         "d": length,
@@ -146,12 +184,63 @@ def bench_round(n: int, length: int, mode: str, drop: float) -> dict[str, Any]:
         "degree": server.graph.degree,
         "threshold": config.threshold,
         "dropout": drop,
-        "client_cpu_s": round(client_cpu / n, 4),
-        "server_cpu_s": round(server_cpu, 4),
+        "dropped_after_share_keys": len(dropped),
+        "stage_sizes": sizes,
+        "client_cpu_s": round(sum(per_survivor) / len(per_survivor), 4),
+        "client_cpu_max_s": round(max(per_survivor), 4),
+        "client_cpu_by_stage_s": {k_: round(v / n, 4) for k_, v in client_stage.items()},
+        "server_cpu_s": round(sum(server_stage.values()), 4),
+        "server_cpu_by_stage_s": {k_: round(v, 4) for k_, v in server_stage.items()},
         "bytes_up": up,
         "bytes_down": down,
-        "expansion_vs_fedavg_upload": round(sum(up.values()) / plain, 3),
+        # what the server receives, against the float32 uploads of the same summed clients
+        "expansion_upload": round(sum(up.values()) / (vector * len(survivors)), 3),
+        # a surviving client's traffic, sent and received, over its vector sent in the clear
+        "expansion_client": round(mean_traffic / vector, 3),
     }
+
+
+CHILD = """
+import json, resource, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+from simkit.runner import run_scenario
+s = run_scenario({path!r}, overrides={overrides!r}).summary()
+print(json.dumps({{
+    "process_s": round(time.perf_counter() - t0, 2),
+    "process_cpu_s": round(time.process_time() - c0, 2),
+    "sim_wall_s": round(s["wall_time_s"], 2),
+    "rounds_completed": s["rounds_completed"],
+    "dropped": len(s["dropped"]),
+    "messages": s["messages"],
+    "bytes": s["bytes"],
+    "weights_digest": s["weights_digest"],
+    "accuracy": s["metrics"][-1].get("accuracy"),
+    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+}}))
+"""
+
+
+def run_scenario_child(path: str, overrides: list[str]) -> dict[str, Any]:
+    """One ``run_scenario`` in a fresh interpreter (wall and CPU include imports)."""
+    code = CHILD.format(path=str(SCENARIOS / path), overrides=overrides)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"scenario": path, "overrides": overrides, **report}
+
+
+def bench_scenarios(clients: int) -> list[dict[str, Any]]:
+    """Whole FedAvg runs with SecAgg / SecAgg+ and with ``secagg.mode="off"``."""
+    off = ['secagg.mode="off"']
+    scale = [f"clients.count={clients}", "rounds=1"]
+    cases = [
+        ("secagg.toml", []),
+        ("secagg.toml", off),
+        ("secagg_plus.toml", []),
+        ("secagg_plus.toml", off),
+        ("scale.toml", [*scale, 'secagg.mode="secagg+"']),
+        ("scale.toml", scale),
+    ]
+    return [run_scenario_child(path, overrides) for path, overrides in cases]
 
 
 def main() -> None:
@@ -161,13 +250,15 @@ def main() -> None:
     length = 10**6 if args.quick else 10**7
     repeats = 2 if args.quick else 5
     report: dict[str, Any] = {"mask_expansion": bench_masks(length, repeats)}
-    # SecAgg (complete graph) at n = 500 takes minutes in one process: SecAgg+ only there.
-    cases = [(100, 10**4, "secagg"), (100, 10**4, "secagg+")]
-    if not args.quick:
-        cases += [(100, 10**5, "secagg"), (100, 10**5, "secagg+"), (500, 10**4, "secagg+")]
+    sizes = [(100, 10**4)] if args.quick else [(n, d) for n in (100, 500) for d in (10**4, 10**5)]
+    bench_round(20, 1000, "secagg", 0.1)  # warm-up: first key agreements, imports, caches
     report["rounds"] = [
-        bench_round(n, d, mode, drop) for n, d, mode in cases for drop in (0.0, 0.1)
+        bench_round(n, d, mode, drop)
+        for n, d in sizes
+        for mode in ("secagg", "secagg+")
+        for drop in (0.0, 0.1)
     ]
+    report["scenarios"] = bench_scenarios(200 if args.quick else 1000)
     print(json.dumps(report, indent=2))
 
 
