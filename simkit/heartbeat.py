@@ -8,12 +8,15 @@ own next word is due soon anyway, and two sides ticking in step would
 otherwise exchange four messages per interval instead of two. Anything
 received counts as a sign of life.
 
-A peer's next word is due within ``interval`` of its last one. After
-``misses`` more intervals of silence it is declared gone, that is
-``interval * (misses + 1)`` after the last message heard. A peer that crashes
-silently at time ``t`` had spoken at most ``interval`` before ``t``, so it is
-declared gone between ``t + interval * misses`` and ``t + interval * (misses
-+ 1)`` (shifted by the link latency). A loud crash (the connection closes) is
+A peer's next word is due within ``interval`` of its last one; each
+interval that passes without a word is a missed heartbeat, and after
+``misses`` of them the peer is declared gone: ``interval * misses`` after the
+last message heard. A peer that crashes silently at time ``t`` had spoken at
+most ``interval`` before ``t``, so it is declared gone between
+``t + interval * (misses - 1)`` and ``t + interval * misses`` (shifted by the
+link latency): within ``interval * misses`` of the crash. ``misses`` is at
+least 2, since one late heartbeat is not a dead peer: the first missed
+interval is the margin for latency. A loud crash (the connection closes) is
 seen at once, without heartbeats.
 
 :class:`LivenessMonitor` holds the decisions; the actor layer feeds it the
@@ -36,7 +39,8 @@ class HeartbeatConfig:
 
     Args:
         interval: Seconds between heartbeats (when nothing else is sent).
-        misses: Missed heartbeats, after the one due, that declare a peer gone.
+        misses: Missed heartbeats (intervals of silence) that declare a peer
+            gone; at least 2.
         enabled: Off: no pings, and only a closed connection reveals a dropout.
     """
 
@@ -49,13 +53,16 @@ class HeartbeatConfig:
             raise ValueError(f"heartbeat interval must be a number, got {self.interval!r}")
         if self.interval <= 0:
             raise ValueError(f"heartbeat interval must be > 0 seconds, got {self.interval}")
-        if isinstance(self.misses, bool) or not isinstance(self.misses, int) or self.misses < 1:
-            raise ValueError(f"heartbeat misses must be an integer >= 1, got {self.misses!r}")
+        if isinstance(self.misses, bool) or not isinstance(self.misses, int) or self.misses < 2:
+            raise ValueError(
+                f"heartbeat misses must be an integer >= 2 (one late heartbeat is not a "
+                f"dead peer), got {self.misses!r}"
+            )
 
     @property
     def silence_limit(self) -> float:
         """Seconds of silence after which a peer is declared gone."""
-        return self.interval * (self.misses + 1)
+        return self.interval * self.misses
 
 
 class LivenessMonitor:

@@ -14,7 +14,9 @@ def test_config_validation() -> None:
         HeartbeatConfig(interval=0)
     with pytest.raises(ValueError, match="misses"):
         HeartbeatConfig(misses=0)
-    assert HeartbeatConfig(interval=2.0, misses=3).silence_limit == 8.0
+    with pytest.raises(ValueError, match="one late heartbeat is not a dead peer"):
+        HeartbeatConfig(misses=1)
+    assert HeartbeatConfig(interval=2.0, misses=3).silence_limit == 6.0
 
 
 def test_pings_only_when_idle() -> None:
@@ -42,7 +44,7 @@ def test_disabled_never_pings_nor_declares() -> None:
 
 @given(
     interval=st.floats(0.1, 10.0),
-    misses=st.integers(1, 6),
+    misses=st.integers(2, 6),
     crash=st.floats(0.0, 100.0),
     phase=st.floats(0.0, 1.0),
 )
@@ -57,6 +59,6 @@ def test_silent_crash_is_declared_within_bounds(
         mon.heard(t)
         t += interval
     declared = mon.gone_at()
-    assert crash + interval * misses - 1e-6 <= declared <= crash + interval * (misses + 1) + 1e-6
+    assert crash + interval * (misses - 1) - 1e-6 <= declared <= crash + interval * misses + 1e-6
     assert mon.is_gone(declared)
     assert not mon.is_gone(declared - 1e-3)

@@ -105,8 +105,8 @@ class RuntimeMachine(ActorStateMachine):
 def test_detection_bounds_follow_the_heartbeat() -> None:
     rules = RuntimeRules(HB, max_latency=LATENCY[1], watcher="hub")
     assert rules.bounds == (
-        HB.interval * HB.misses - LATENCY[1],
-        HB.interval * (HB.misses + 1) + LATENCY[1],
+        HB.interval * (HB.misses - 1) - LATENCY[1],
+        HB.interval * HB.misses + LATENCY[1],
     )
 
 

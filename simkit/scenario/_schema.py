@@ -396,7 +396,9 @@ class HeartbeatConfig(_Table):
     """``[heartbeat]``: liveness pings on every connection."""
 
     interval: PosFloat = 1.0
-    misses: PosInt = 3
+    misses: Annotated[int, Field(ge=2)] = Field(
+        default=3, description="Missed heartbeats (intervals of silence) that declare a peer gone."
+    )
     enabled: bool = True
 
 

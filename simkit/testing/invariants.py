@@ -62,7 +62,7 @@ class RuntimeRules:
     - each link delivers in the order it sent (when reordering is off);
     - every sent message is delivered or recorded lost (see :meth:`check_resolved`);
     - a silent crash of a peer of ``watcher`` is declared by ``watcher``'s
-      heartbeat within ``[interval*misses - L, interval*(misses+1) + L]``,
+      heartbeat within ``[interval*(misses-1) - L, interval*misses + L]``,
       ``L`` being the largest one-way latency (crashes near partitions and
       restarts are exempt: they disturb what silence means).
 
@@ -100,7 +100,7 @@ class RuntimeRules:
         if self.heartbeat is None:
             return (0.0, float("inf"))
         hb, lat = self.heartbeat, self.max_latency
-        return (hb.interval * hb.misses - lat, hb.interval * (hb.misses + 1) + lat)
+        return (hb.interval * (hb.misses - 1) - lat, hb.interval * hb.misses + lat)
 
     def feed(self, events: Iterable[Event]) -> None:
         """Check new events, in trace order."""

@@ -199,8 +199,8 @@ def network_models(
 def heartbeat_configs(
     *, intervals: Sequence[float] = (1.0, 0.5, 2.0, 5.0), max_misses: int = 5
 ) -> st.SearchStrategy[HeartbeatConfig]:
-    """Heartbeat settings (shrink toward the first interval and 1 miss)."""
-    return st.builds(HeartbeatConfig, st.sampled_from(list(intervals)), st.integers(1, max_misses))
+    """Heartbeat settings (shrink toward the first interval and 2 misses)."""
+    return st.builds(HeartbeatConfig, st.sampled_from(list(intervals)), st.integers(2, max_misses))
 
 
 def scenarios(
