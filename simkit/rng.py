@@ -27,17 +27,23 @@ PathPart = str | int
 _DOMAIN = b"simkit.rng.v1"
 
 
-def _encode_path(seed: int, path: tuple[PathPart, ...]) -> bytes:
-    """Canonical, injective byte encoding of (seed, path)."""
-    out = bytearray(_DOMAIN)
-    out += b"\x00" + str(seed).encode()
+def _encode_parts(path: tuple[PathPart, ...]) -> bytes:
+    """Canonical, injective byte encoding of path parts (typed, length-prefixed)."""
+    out = bytearray()
     for part in path:
-        if isinstance(part, bool) or not isinstance(part, (str, int)):
+        if isinstance(part, str):
+            raw, tag = part.encode(), b"s"
+        elif isinstance(part, int) and not isinstance(part, bool):
+            raw, tag = str(part).encode(), b"i"
+        else:
             raise TypeError(f"seed path parts must be str or int, got {part!r}")
-        tag = b"s" if isinstance(part, str) else b"i"
-        raw = part.encode() if isinstance(part, str) else str(part).encode()
         out += b"\x00" + tag + len(raw).to_bytes(4, "big") + raw
     return bytes(out)
+
+
+def _encode_path(seed: int, path: tuple[PathPart, ...]) -> bytes:
+    """Canonical, injective byte encoding of (seed, path)."""
+    return _DOMAIN + b"\x00" + str(seed).encode() + _encode_parts(path)
 
 
 def derive_bytes(seed: int, path: tuple[PathPart, ...], n: int = 32) -> bytes:
@@ -60,25 +66,29 @@ class SeedTree:
         True
     """
 
-    __slots__ = ("path", "seed")
+    __slots__ = ("_prefix", "path", "seed")
 
     def __init__(self, seed: int, path: tuple[PathPart, ...] = ()) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.seed = seed
         self.path = tuple(path)
-        _encode_path(seed, self.path)  # validates the parts
+        self._prefix = _encode_path(seed, self.path)  # validates the parts
 
     def __repr__(self) -> str:
         return f"SeedTree({self.seed}, path={self.path!r})"
 
     def child(self, *path: PathPart) -> SeedTree:
         """The node at ``path`` below this one."""
-        return SeedTree(self.seed, self.path + path)
+        node = SeedTree.__new__(SeedTree)
+        node.seed = self.seed
+        node.path = self.path + path
+        node._prefix = self._prefix + _encode_parts(path)  # the encoding extends
+        return node
 
     def bytes(self, *path: PathPart, n: int = 32) -> bytes:
         """``n`` derived bytes for the node at ``path`` (keys, nonces, mask seeds)."""
-        return derive_bytes(self.seed, self.path + path, n)
+        return hashlib.shake_256(self._prefix + _encode_parts(path)).digest(n)
 
     def integer(self, *path: PathPart, bits: int = 64) -> int:
         """A derived non-negative integer of ``bits`` bits."""

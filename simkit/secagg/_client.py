@@ -113,6 +113,9 @@ class SecAggClient:
             raise SecAggLocalError(f"{name}: the input must be a 1-d vector")
         self._revealed: dict[str, str] = {}  # peer -> "b" or "sk"
         self._held: dict[str, tuple[Share, Share]] = {}  # owner -> (sk share, b share)
+        # peer -> X25519 secret of our c key and theirs: one agreement serves the
+        # encryption keys of both directions (they differ by their HKDF info)
+        self._c_shared: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ the driver's API
 
@@ -169,6 +172,7 @@ class SecAggClient:
         self._c = KeyPair.from_seed(self._tree.bytes("c_sk"))
         self._s = KeyPair.from_seed(self._tree.bytes("s_sk"))
         self._b = self._tree.bytes("b")
+        self._c_shared = {}
         return SecAggAdvertiseKeys(self._round, self.name, self._c.public, self._s.public)
 
     def _on_key_list(self, msg: SecAggKeyList) -> SecAggShareKeys | None:
@@ -193,9 +197,8 @@ class SecAggClient:
             if peer == self.name:
                 self._held[peer] = (sk_shares[i], b_shares[i])
                 continue
-            key = encryption_key(
-                agree(self._c.private, keys[peer][0]), self.name, peer, self._round
-            )
+            shared = self._c_shared[peer] = agree(self._c.private, keys[peer][0])
+            key = encryption_key(shared, self.name, peer, self._round)
             plain = pack_bundle(self.name, peer, sk_shares[i], b_shares[i])
             nonce = self._tree.bytes("nonce", peer, n=12)
             recipients.append(peer)
@@ -242,9 +245,10 @@ class SecAggClient:
         return SecAggMaskedInput(self._round, self.name, wire)
 
     def _open(self, sender: str, box: bytes) -> tuple[Share, Share]:
-        key = encryption_key(
-            agree(self._c.private, self._keys[sender][0]), sender, self.name, self._round
-        )
+        shared = self._c_shared.get(sender)
+        if shared is None:
+            shared = self._c_shared[sender] = agree(self._c.private, self._keys[sender][0])
+        key = encryption_key(shared, sender, self.name, self._round)
         try:
             plain = decrypt(key, box, sender=sender, receiver=self.name, round_id=self._round)
         except SecAggCryptoError as exc:

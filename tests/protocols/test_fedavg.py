@@ -204,7 +204,10 @@ def test_restarted_client_rejoins_and_takes_part_again() -> None:
         protocol={"round_timeout": 1.0},
         heartbeat={"interval": 0.25, "misses": 2},
         faults={
-            "events": [crash_on_request("c004", 2), {"kind": "restart", "at": 0.65, "actor": "c004"}]
+            "events": [
+                crash_on_request("c004", 2),
+                {"kind": "restart", "at": 0.65, "actor": "c004"},
+            ]
         },
     )
     result = run_scenario(data)
