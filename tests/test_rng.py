@@ -61,3 +61,14 @@ def test_bad_seed_and_path_parts_are_refused() -> None:
         SeedTree("7")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="path parts"):
         SeedTree(1).numpy(1.5)  # type: ignore[arg-type]
+
+
+def test_streams_are_pinned_and_children_extend_the_encoding() -> None:
+    # A seed names a run across versions: these bytes must never change.
+    assert SeedTree(9).bytes("x", 3, n=16).hex() == "b81752faac587dd132c30f8a3b702ed7"
+    tree = SeedTree(9)
+    assert tree.child("x").bytes(3) == tree.child("x", 3).bytes() == tree.bytes("x", 3)
+    assert tree.child("x").child(3).bytes(n=16).hex() == "b81752faac587dd132c30f8a3b702ed7"
+    assert tree.child("a", 1).path == ("a", 1)
+    with pytest.raises(TypeError, match="path parts"):
+        tree.child(True)  # type: ignore[arg-type]
