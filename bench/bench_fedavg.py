@@ -27,8 +27,10 @@ from typing import Any
 
 SCALE = Path(__file__).resolve().parents[1] / "scenarios" / "scale.toml"
 
+# The child reads its own high-water mark (VmHWM): ``ru_maxrss`` survives
+# ``exec`` on Linux and would report this process's peak if it were larger.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from simkit.runner import run_scenario
 result = run_scenario({path!r}, overrides={overrides!r})
@@ -44,7 +46,9 @@ print(json.dumps({{
     "trace_digest": s["trace_digest"],
     "weights_digest": s["weights_digest"],
     "accuracy": s["metrics"][-1]["accuracy"],
-    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "peak_rss_mib": round(int(next(
+        line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")
+    )) / 1024, 1),
 }}))
 """
 
