@@ -21,6 +21,7 @@ from simkit.actors import Actor, Context, PeerGone, Rejected
 from simkit.channels import ConnectError
 from simkit.messages import Message
 from simkit.protocol import ClientSetup, ScenarioSetup
+from simkit.runtime import run_outside
 from simkit.training import (
     TrainFailure,
     TrainingManager,
@@ -105,9 +106,12 @@ class FedAvgClient(Actor):
             except PeerGone:
                 return
             request = self._latest(ctx, got.decode())
-            reply, spent = self._answer(request)
-            if spent > 0 and ctx.virtual:
-                await ctx.compute(spent)
+            if ctx.virtual:  # compute is modelled: the clock moves by its cost
+                reply, spent = self._answer(request)
+                if spent > 0:
+                    await ctx.compute(spent)
+            else:  # real time: train in a thread so heartbeats go on meanwhile
+                reply, _ = await run_outside(self._answer, request)
             try:
                 await ctx.send(self.server, reply)
             except PeerGone:
@@ -154,8 +158,8 @@ class FedAvgClient(Actor):
             self.weights, self.version = msg.weights, msg.version
 
     def _answer(self, request: TrainRequest | EvaluationRequest) -> tuple[Message, float]:
-        self._secure = None
         """The reply to ``request`` and the compute time it cost."""
+        self._secure = None
         if self.weights is None or request.version != self.version:
             text = f"holds weights version {self.version}, was asked to use {request.version}"
             return Error(request.round, "weights", text), 0.0

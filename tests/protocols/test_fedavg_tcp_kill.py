@@ -55,9 +55,9 @@ SLACK = 0.5  # scheduling slack on a loaded machine, on top of the heartbeat bou
 WAIT = 60.0  # how long the test waits for any one step before calling it stuck
 
 # Each client trains ~4000 steps a round (a few tenths of a second of real
-# time): long enough that a kill right after the request lands mid-training,
-# short enough that a training client, which cannot answer pings meanwhile,
-# stays far inside the 1.5 s silence limit.
+# time): long enough that a kill right after the request lands mid-training.
+# (Training runs in a thread in real time, so the client keeps answering
+# pings meanwhile.)
 SCENARIO = f"""\
 name = "fedavg-kill"
 seed = 7

@@ -110,3 +110,28 @@ def test_run_client_reports_a_server_that_is_not_there(small: dict[str, Any]) ->
     assert problem is not None
     assert "c001 never joined the server at 127.0.0.1:9: could not connect" in problem
     assert result.summary()["joined"] is False
+
+
+
+def test_real_time_training_longer_than_the_silence_limit_is_not_a_dropout() -> None:
+    # Each FedAvg client trains for tenths of a second of real time per round,
+    # far beyond the 0.1 s silence limit: training runs in a thread, so the
+    # client's heartbeats go on meanwhile and nobody is declared gone.
+    pytest.importorskip("protocols.fedavg")
+    data = {
+        "name": "long-training",
+        "rounds": 2,
+        "protocol": {"name": "fedavg", "round_timeout": 30.0},
+        "clients": {"count": 3},
+        "data": {"source": "synthetic", "samples": 300, "dim": 40, "classes": 5},
+        "training": {"batch_size": 4, "n_steps": 3000},
+        "heartbeat": {"interval": 0.05, "misses": 2},
+    }
+    virtual = run_scenario(data, seed=3)
+    real = run_scenario(data, seed=3, transport="tcp")
+    assert real.errors == []
+    assert real.dropped == []
+    assert real.rounds_completed == 2
+    assert digest(real) == digest(virtual)
+    # the rounds did last longer than the silence limit
+    assert all(r.t_end - r.t_start > 0.1 for r in real.rounds)
