@@ -112,7 +112,6 @@ def test_run_client_reports_a_server_that_is_not_there(small: dict[str, Any]) ->
     assert result.summary()["joined"] is False
 
 
-
 def test_real_time_training_longer_than_the_silence_limit_is_not_a_dropout() -> None:
     # Each FedAvg client trains for tenths of a second of real time per round,
     # far beyond the 0.1 s silence limit: training runs in a thread, so the
