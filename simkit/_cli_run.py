@@ -309,19 +309,29 @@ def scenario_check_args(parser: argparse.ArgumentParser) -> None:
 
 
 def scenario_check(args: argparse.Namespace) -> int:
-    """Validate scenario files (and their ``[protocol]`` tables when the plugin is found)."""
+    """Validate scenario files and, when the protocol is installed, build them.
+
+    Building (data, model, clients, faults, the protocol's actors) without
+    running catches what ``simkit run`` would refuse before its first round:
+    a missing data file, more clients than samples, a ``[secagg]`` table the
+    protocol cannot use.
+    """
     from simkit.protocol import UnknownProtocol, find_protocol
-    from simkit.scenario import ScenarioError, load_scenario
+    from simkit.scenario import ScenarioError, build, load_scenario
 
     for path in args.files:
         try:
             scenario = load_scenario(path, args.overrides)
             cfg = scenario.config
             try:
-                find_protocol(cfg.protocol.name).validate(cfg.protocol.options(), path)
-                checked = "protocol checked"
+                plugin = find_protocol(cfg.protocol.name)
             except (UnknownProtocol, ImportError):
                 checked = f"protocol {cfg.protocol.name!r} not installed: its table is unchecked"
+            else:
+                plugin.validate(cfg.protocol.options(), path)
+                built = build(scenario)
+                plugin.build(built.setup, built.sim)
+                checked = "protocol checked, scenario built"
         except (ScenarioError, ValueError) as exc:
             raise _cli_error(str(exc)) from None
         _out(f"{path}: ok ({cfg.clients.count} clients, {cfg.rounds} rounds; {checked})")

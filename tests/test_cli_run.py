@@ -180,3 +180,12 @@ def test_scenario_check(scenario: Path, tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text("rounds = 0\n")
     assert main(["scenario", "check", str(bad)]) == 2
     assert "bad.toml: rounds: must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_scenario_check_builds_the_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    # Valid in form, refused by FedAvg when it builds: a median is not a sum.
+    secagg = Path(__file__).resolve().parents[1] / "scenarios" / "secagg.toml"
+    assert main(["scenario", "check", str(secagg)]) == 0
+    assert "protocol checked, scenario built" in capsys.readouterr().out
+    assert main(["scenario", "check", str(secagg), "--set", 'aggregator.kind="median"']) == 2
+    assert "needs an aggregator that is a sum" in capsys.readouterr().err
