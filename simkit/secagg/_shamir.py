@@ -140,15 +140,35 @@ def split_secret(
 @functools.lru_cache(maxsize=64)
 def _lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
     """The Lagrange basis at 0 for the points ``xs``, cached: in a round, the
-    secrets of many clients are rebuilt from shares held by one set of clients."""
-    coefficients = []
+    secrets of many clients are rebuilt from shares held by one set of clients.
+
+    ``l_j(0) = prod_{m != j} x_m / prod_{m != j} (x_m - x_j)``: numerators from
+    prefix and suffix products, and all denominators inverted with one modular
+    inversion (Montgomery's trick) instead of one each.
+    """
+    p, k = SHAMIR_PRIME, len(xs)
+    prefix = [1] * (k + 1)  # prefix[j] = x_0 ... x_{j-1}
+    for j, x in enumerate(xs):
+        prefix[j + 1] = prefix[j] * x % p
+    suffix = [1] * (k + 1)  # suffix[j] = x_j ... x_{k-1}
+    for j in range(k - 1, -1, -1):
+        suffix[j] = suffix[j + 1] * xs[j] % p
+    dens = []
     for j, xj in enumerate(xs):
-        num, den = 1, 1
+        den = 1
         for m, xm in enumerate(xs):
             if m != j:
-                num = num * xm % SHAMIR_PRIME
-                den = den * (xm - xj) % SHAMIR_PRIME
-        coefficients.append(num * pow(den, -1, SHAMIR_PRIME) % SHAMIR_PRIME)
+                den = den * (xm - xj) % p
+        dens.append(den)
+    running = [1] * (k + 1)  # running[j] = dens[0] ... dens[j-1]
+    for j, den in enumerate(dens):
+        running[j + 1] = running[j] * den % p
+    inv = pow(running[k], -1, p)  # 1 / (dens[0] ... dens[k-1])
+    coefficients = [0] * k
+    for j in range(k - 1, -1, -1):
+        den_inv = inv * running[j] % p  # 1 / dens[j]
+        inv = inv * dens[j] % p
+        coefficients[j] = prefix[j] * suffix[j + 1] % p * den_inv % p
     return tuple(coefficients)
 
 
