@@ -134,3 +134,18 @@ def test_real_time_training_longer_than_the_silence_limit_is_not_a_dropout() -> 
     assert digest(real) == digest(virtual)
     # the rounds did last longer than the silence limit
     assert all(r.t_end - r.t_start > 0.1 for r in real.rounds)
+
+
+@pytest.mark.slow
+def test_secagg_with_a_dropout_at_every_stage_over_tcp_ends_with_the_virtual_weights() -> None:
+    # Real time over loopback (about 20 s: the dropouts are seen by heartbeat
+    # and stage timeouts): the same clients drop and the same masked sums are
+    # unmasked, so the weights are the virtual run's, bit for bit.
+    pytest.importorskip("protocols.fedavg")
+    scenario = ROOT / "scenarios" / "secagg.toml"
+    virtual = run_scenario(scenario)
+    real = run_scenario(scenario, transport="tcp")
+    assert real.errors == []
+    assert real.dropped == virtual.dropped
+    assert real.rounds_completed == virtual.rounds_completed
+    assert digest(real) == digest(virtual)
