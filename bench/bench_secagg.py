@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from bench_fedavg import run_child  # bench/ is on sys.path when run as a script
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from simkit.codec import packb
@@ -207,35 +206,9 @@ def bench_round(n: int, length: int, mode: str, drop: float, prg: str = "philox"
     }
 
 
-# ``ru_maxrss`` survives ``exec`` on Linux (a child would report this process's
-# peak): the child reads its own high-water mark, VmHWM, instead.
-CHILD = """
-import json, sys, time
-t0, c0 = time.perf_counter(), time.process_time()
-from simkit.runner import run_scenario
-s = run_scenario({path!r}, overrides={overrides!r}).summary()
-print(json.dumps({{
-    "process_s": round(time.perf_counter() - t0, 2),
-    "process_cpu_s": round(time.process_time() - c0, 2),
-    "sim_wall_s": round(s["wall_time_s"], 2),
-    "rounds_completed": s["rounds_completed"],
-    "dropped": len(s["dropped"]),
-    "messages": s["messages"],
-    "bytes": s["bytes"],
-    "weights_digest": s["weights_digest"],
-    "accuracy": s["metrics"][-1].get("accuracy"),
-    "peak_rss_mib": round(int(next(
-        line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")
-    )) / 1024, 1),
-}}))
-"""
-
-
 def run_scenario_child(path: str, overrides: list[str]) -> dict[str, Any]:
     """One ``run_scenario`` in a fresh interpreter (wall and CPU include imports)."""
-    code = CHILD.format(path=str(SCENARIOS / path), overrides=overrides)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_child(overrides, SCENARIOS / path)
     return {"scenario": path, "overrides": overrides, **report}
 
 
