@@ -1,17 +1,26 @@
-"""Shared by the protocol plugins: ``[protocol]`` table checks and checkpoint files."""
+"""Shared by the protocol plugins: ``[protocol]`` table checks, checkpoint files,
+round records and the mean training loss."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simkit.protocol import ScenarioSetup
+from simkit.protocol import RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
-from simkit.training import load_state
+from simkit.training import MetricState, load_state, sum_in_order
 
-__all__ = ["TableChecker", "checkpoint_header", "read_checkpoint"]
+__all__ = [
+    "TableChecker",
+    "checkpoint_header",
+    "mean_loss",
+    "read_checkpoint",
+    "record_from_state",
+    "record_state",
+]
 
 
 class TableChecker:
@@ -94,3 +103,28 @@ def read_checkpoint(setup: ScenarioSetup, path: Path, protocol: str) -> dict[str
             f"{len(wanted[2])} clients"
         )
     return state
+
+
+def mean_loss(metrics: Mapping[str, Mapping[str, MetricState]]) -> float | None:
+    """The mean training loss over the replies that report one (sorted order); NaN if not finite."""
+    losses = {k: m["loss"] for k, m in metrics.items() if "loss" in m}
+    if not losses:
+        return None
+    value = sum_in_order(losses).result()
+    return float(value) if math.isfinite(value) else float("nan")
+
+
+def record_state(record: RoundRecord) -> dict[str, Any]:
+    """A round record as checkpoint data (lists instead of tuples)."""
+    out = dataclasses.asdict(record)
+    for key in ("sampled", "replied", "failed"):
+        out[key] = list(out[key])
+    return out
+
+
+def record_from_state(state: Mapping[str, Any]) -> RoundRecord:
+    """Inverse of :func:`record_state`."""
+    values = dict(state)
+    for key in ("sampled", "replied", "failed"):
+        values[key] = tuple(values[key])
+    return RoundRecord(**values)

@@ -19,7 +19,7 @@ import socket
 import sys
 from typing import IO, Any
 
-from simkit._cli_run import finish, live_rounds, load, output_args, scenario_args
+from simkit._cli_run import live_rounds, load, output_args, run_live, scenario_args
 
 __all__ = ["client_args", "client_command", "serve_args", "serve_command"]
 
@@ -79,8 +79,8 @@ def serve_args(parser: argparse.ArgumentParser) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve a scenario; 0 on success, 1 if the server failed, 2 for bad input."""
-    from simkit.runner import RunError, serve_scenario
-    from simkit.scenario import ScenarioError, client_names
+    from simkit.runner import serve_scenario
+    from simkit.scenario import client_names
 
     scenario = load(args)
     _check_bind(args.host, args.port)
@@ -94,8 +94,11 @@ def serve_command(args: argparse.Namespace) -> int:
             sys.stderr,
         )
 
-    try:
-        result = serve_scenario(
+    return run_live(
+        args,
+        console,
+        live,
+        lambda: serve_scenario(
             args.scenario,
             seed=args.seed,
             overrides=args.overrides,
@@ -108,16 +111,8 @@ def serve_command(args: argparse.Namespace) -> int:
             resume=args.resume,
             on_round=live.on_round if live is not None else None,
             faults=args.faults,
-        )
-    except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
-    except RunError as exc:
-        _out(f"simkit: error: {exc}", sys.stderr)
-        return 1
-    finally:
-        if live is not None:
-            live.stop()
-    return finish(args, result, console)
+        ),
+    )
 
 
 def _check_bind(host: str, port: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -97,8 +98,7 @@ def run_args(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a scenario; 0 on success, 1 if the protocol's server failed, 2 for bad input."""
-    from simkit.runner import RunError, run_scenario
-    from simkit.scenario import ScenarioError
+    from simkit.runner import run_scenario
 
     if args.processes and args.transport != "tcp":
         raise _cli_error("--processes needs --transport tcp")
@@ -106,8 +106,11 @@ def run_command(args: argparse.Namespace) -> int:
     console, live = live_rounds(args, scenario)
     # Client processes read the file themselves, with the same seed and overrides.
     target = args.scenario if args.processes else scenario
-    try:
-        result = run_scenario(
+    return run_live(
+        args,
+        console,
+        live,
+        lambda: run_scenario(
             target,
             seed=args.seed if args.processes else None,
             overrides=args.overrides if args.processes else None,
@@ -118,7 +121,25 @@ def run_command(args: argparse.Namespace) -> int:
             faults=args.faults,
             transport=args.transport,
             processes=args.processes,
-        )
+        ),
+    )
+
+
+def run_live(
+    args: argparse.Namespace,
+    console: Console,
+    live: _LiveRounds | None,
+    call: Callable[[], RunResult],
+) -> int:
+    """``call()`` with the live display on; bad input exits 2, a failed run 1.
+
+    Shared by ``simkit run`` and ``simkit serve``.
+    """
+    from simkit.runner import RunError
+    from simkit.scenario import ScenarioError
+
+    try:
+        result = call()
     except ScenarioError as exc:
         raise _cli_error(str(exc)) from None
     except RunError as exc:

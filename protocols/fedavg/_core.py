@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from protocols._tables import mean_loss, record_from_state, record_state
 from protocols.fedavg._options import FedAvgOptions
 from protocols.messages import EvaluationRequest, TrainRequest
 from simkit.protocol import RoundRecord, ScenarioSetup
@@ -141,7 +142,7 @@ class FedAvgCore:
         order. Fewer than ``min_replies`` and nothing changes.
         """
         used = tuple(sorted(results))
-        loss = _mean_loss({c: results[c].metrics for c in used})
+        loss = mean_loss({c: results[c].metrics for c in used})
         if len(used) < self.options.min_replies:
             return RoundOutcome(
                 False,
@@ -162,7 +163,7 @@ class FedAvgCore:
     ) -> RoundOutcome:
         """Like :meth:`aggregate` from an already summed update (secure aggregation)."""
         names = tuple(sorted(used))
-        loss = _mean_loss(metrics)
+        loss = mean_loss(metrics)
         if len(names) < self.options.min_replies:
             return RoundOutcome(
                 False,
@@ -263,7 +264,7 @@ class FedAvgCore:
             "version": self.version,
             "weights": self.weights.to_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "records": [_record_state(r) for r in self.records],
+            "records": [record_state(r) for r in self.records],
             "stopper": self.stopper.state_dict() if self.stopper is not None else None,
             "stopped": self.stopped,
         }
@@ -284,35 +285,13 @@ class FedAvgCore:
         self.version = int(state["version"])
         self.round = int(state["round"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.records = [_record_from_state(r) for r in state["records"]]
+        self.records = [record_from_state(r) for r in state["records"]]
         if self.stopper is not None and state.get("stopper") is not None:
             self.stopper.load_state_dict(state["stopper"])
         self.stopped = str(state.get("stopped", ""))
-
-
-def _mean_loss(metrics: Mapping[str, Mapping[str, MetricState]]) -> float | None:
-    losses = {c: m["loss"] for c, m in metrics.items() if "loss" in m}
-    if not losses:
-        return None
-    value = sum_in_order(losses).result()
-    return float(value) if math.isfinite(value) else float("nan")
 
 
 def _sum_aux(aux: Mapping[str, Mapping[str, AuxVar]]) -> dict[str, AuxVar]:
     """Per module, the sum of the clients' auxiliary variables (sorted client order)."""
     modules = sorted({m for per_client in aux.values() for m in per_client})
     return {m: sum_in_order({c: a[m] for c, a in aux.items() if m in a}) for m in modules}
-
-
-def _record_state(record: RoundRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(record)
-    for key in ("sampled", "replied", "failed"):
-        out[key] = list(out[key])
-    return out
-
-
-def _record_from_state(state: Mapping[str, Any]) -> RoundRecord:
-    values = dict(state)
-    for key in ("sampled", "replied", "failed"):
-        values[key] = tuple(values[key])
-    return RoundRecord(**values)

@@ -36,23 +36,21 @@ Aggregation"):
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from protocols._tables import mean_loss, record_from_state, record_state
 from protocols.fedbuff._options import FedBuffOptions
 from protocols.messages import Error, TrainReply, TrainRequest
 from simkit.protocol import RoundRecord, ScenarioSetup
 from simkit.training import (
     EvalInstructions,
-    MetricState,
     ModelUpdates,
     TrainFailure,
     TrainingManager,
     TrainResult,
     Weights,
     metric_results,
-    sum_in_order,
 )
 
 __all__ = ["FedBuffCore", "Job"]
@@ -276,7 +274,7 @@ class FedBuffCore:
         self.optimizer.start_round(self.version + 1, self.weights)
         self.weights = self.optimizer.apply_server_update(self.weights, update)
         self.version += 1
-        loss = _mean_loss({k: e.result.metrics for k, e in zip(keys, entries, strict=True)})
+        loss = mean_loss({k: e.result.metrics for k, e in zip(keys, entries, strict=True)})
         metrics = self.evaluate() if self.evaluates(self.version) else {}
         clients = tuple(sorted({e.client for e in entries}))
         record = RoundRecord(
@@ -339,7 +337,7 @@ class FedBuffCore:
             "version": self.version,
             "weights": self.weights.to_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "records": [_record_state(r) for r in self.records],
+            "records": [record_state(r) for r in self.records],
             "arrivals": self.arrivals,
             "draws": self.draws,
             "stopped": self.stopped,
@@ -360,7 +358,7 @@ class FedBuffCore:
         self.weights = weights
         self.version = int(state["version"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.records = [_record_from_state(r) for r in state["records"]]
+        self.records = [record_from_state(r) for r in state["records"]]
         self.arrivals = int(state["arrivals"])
         self.draws = int(state["draws"])
         self.stopped = str(state.get("stopped", ""))
@@ -369,25 +367,3 @@ class FedBuffCore:
 def _scaled(updates: ModelUpdates, factor: float) -> ModelUpdates:
     """``updates`` with its update (not its aggregation weight) times ``factor``."""
     return ModelUpdates(updates.updates * factor, updates.weight)
-
-
-def _mean_loss(metrics: Mapping[str, Mapping[str, MetricState]]) -> float | None:
-    losses = {k: m["loss"] for k, m in metrics.items() if "loss" in m}
-    if not losses:
-        return None
-    value = sum_in_order(losses).result()
-    return float(value) if math.isfinite(value) else float("nan")
-
-
-def _record_state(record: RoundRecord) -> dict[str, Any]:
-    out = dataclasses.asdict(record)
-    for key in ("sampled", "replied", "failed"):
-        out[key] = list(out[key])
-    return out
-
-
-def _record_from_state(state: Mapping[str, Any]) -> RoundRecord:
-    values = dict(state)
-    for key in ("sampled", "replied", "failed"):
-        values[key] = tuple(values[key])
-    return RoundRecord(**values)
