@@ -11,11 +11,12 @@ from typing import Any
 
 from simkit.protocol import RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
-from simkit.training import MetricState, load_state, sum_in_order
+from simkit.training import MetricState, Weights, load_state, sum_in_order
 
 __all__ = [
     "TableChecker",
     "checkpoint_header",
+    "checkpoint_weights",
     "mean_loss",
     "read_checkpoint",
     "record_from_state",
@@ -128,3 +129,18 @@ def record_from_state(state: Mapping[str, Any]) -> RoundRecord:
     for key in ("sampled", "replied", "failed"):
         values[key] = tuple(values[key])
     return RoundRecord(**values)
+
+
+def checkpoint_weights(saved: Mapping[str, Any], current: Weights) -> Weights:
+    """The global weights of a checkpoint, checked to fit the scenario's model.
+
+    Raises:
+        ValueError: Their names are not those of ``current``.
+    """
+    weights = Weights.from_dict(saved)
+    if sorted(weights.to_dict()) != sorted(current.to_dict()):
+        raise ValueError(
+            f"checkpoint weights {sorted(weights.to_dict())} do not fit the scenario's "
+            f"model {sorted(current.to_dict())}"
+        )
+    return weights

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols._tables import mean_loss, record_from_state, record_state
+from protocols._tables import checkpoint_weights, mean_loss, record_from_state, record_state
 from protocols.fedavg._options import FedAvgOptions
 from protocols.messages import EvaluationRequest, TrainRequest
 from simkit.protocol import RoundRecord, ScenarioSetup
@@ -275,13 +275,7 @@ class FedAvgCore:
         Raises:
             ValueError: The state does not fit this scenario's model or optimizer.
         """
-        weights = Weights.from_dict(state["weights"])
-        if sorted(weights.to_dict()) != sorted(self.weights.to_dict()):
-            raise ValueError(
-                f"checkpoint weights {sorted(weights.to_dict())} do not fit the scenario's "
-                f"model {sorted(self.weights.to_dict())}"
-            )
-        self.weights = weights
+        self.weights = checkpoint_weights(state["weights"], self.weights)
         self.version = int(state["version"])
         self.round = int(state["round"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -39,7 +39,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from protocols._tables import mean_loss, record_from_state, record_state
+from protocols._tables import checkpoint_weights, mean_loss, record_from_state, record_state
 from protocols.fedbuff._options import FedBuffOptions
 from protocols.messages import Error, TrainReply, TrainRequest
 from simkit.protocol import RoundRecord, ScenarioSetup
@@ -349,13 +349,7 @@ class FedBuffCore:
         Raises:
             ValueError: The state does not fit this scenario's model or optimizer.
         """
-        weights = Weights.from_dict(state["weights"])
-        if sorted(weights.to_dict()) != sorted(self.weights.to_dict()):
-            raise ValueError(
-                f"checkpoint weights {sorted(weights.to_dict())} do not fit the scenario's "
-                f"model {sorted(self.weights.to_dict())}"
-            )
-        self.weights = weights
+        self.weights = checkpoint_weights(state["weights"], self.weights)
         self.version = int(state["version"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.records = [record_from_state(r) for r in state["records"]]
