@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
+from simkit._threads import call_blocking, call_in_thread
 from simkit.actors import PEER_QUEUE_BYTES, PEER_QUEUE_MESSAGES, Actor, Context
 from simkit.channels import MemoryNetwork, NetworkModel, RealTimeOnly, TcpTransport, Transport
 from simkit.codec import DEFAULT_MAX_BODY
@@ -219,8 +220,17 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self, *, mode: Mode = "virtual", until: float | None = None) -> SimulationResult:
-        """Run on a fresh loop until the actors are done (or ``until``)."""
-        return run(self.run_async, until, seed=self.seed, mode=mode, max_time=self.max_time)
+        """Run on a fresh loop until the actors are done (or ``until``).
+
+        Inside a running event loop (a notebook cell) the run goes to a worker thread.
+        """
+        return call_blocking(
+            run, self.run_async, until, seed=self.seed, mode=mode, max_time=self.max_time
+        )
+
+    async def arun(self, *, mode: Mode = "virtual", until: float | None = None) -> SimulationResult:
+        """:meth:`run` as an awaitable: the run computes in a worker thread."""
+        return await call_in_thread(self.run, mode=mode, until=until)
 
     async def run_async(self, until: float | None = None) -> SimulationResult:
         """Run inside the current event loop (see :meth:`run`).
