@@ -15,12 +15,12 @@ from simkit.trace import Trace
 
 
 @dataclass(frozen=True, slots=True)
-class Junk(Message):
+class Filler(Message):
     blob: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Hello(Message):
+class LastWord(Message):
     n: int
 
 
@@ -36,7 +36,7 @@ class Sink(Actor):
     async def run(self, ctx: Context) -> None:
         ctx.listen(admit=self.admit)
         await ctx.sleep(self.until)
-        first = ctx.take(Junk)
+        first = ctx.take(Filler)
         self.seen = {
             "peers": ctx.peers(),
             "pending": ctx.pending() + (first is not None),
@@ -64,7 +64,7 @@ class Sender(Actor):
         blob = bytes(self.size)
         try:
             for _ in range(self.count):
-                await ctx.send("server", Junk(blob))
+                await ctx.send("server", Filler(blob))
             if self.stay:
                 await ctx.recv(src="server", timeout=self.stay)
         except PeerGone as exc:
@@ -142,9 +142,9 @@ def test_a_reply_sent_just_before_leaving_is_still_taken() -> None:
             ctx.listen()
             await ctx.wait_for_peers(1)
             await ctx.sleep(5.0)  # busy while the peer answers and leaves
-            item = await ctx.recv(Hello)
+            item = await ctx.recv(LastWord)
             msg = item.decode()
-            assert isinstance(msg, Hello)
+            assert isinstance(msg, LastWord)
             Asker.got.append(msg.n)
 
     class Leaver(Actor):
@@ -152,7 +152,7 @@ def test_a_reply_sent_just_before_leaving_is_still_taken() -> None:
 
         async def run(self, ctx: Context) -> None:
             await ctx.connect("server")
-            await ctx.send("server", Hello(7))
+            await ctx.send("server", LastWord(7))
 
     sim = Simulation(seed=1)
     sim.add(Asker())
