@@ -83,6 +83,7 @@ SUMMARY_KEYS = (
     "trace_digest",
     "weights_digest",
     "metrics",
+    "refused",
 )
 """The keys of :meth:`RunResult.summary` required by the JSON contract, in order."""
 
@@ -176,6 +177,7 @@ class RunResult:
             "trace_digest": self.trace.digest(),
             "weights_digest": self.weights.digest(),
             "metrics": self.metrics(),
+            "refused": self.trace.count("reject"),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
         }
 
