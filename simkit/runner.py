@@ -84,6 +84,7 @@ SUMMARY_KEYS = (
     "trace_digest",
     "weights_digest",
     "metrics",
+    "refused",
 )
 """The keys of :meth:`RunResult.summary` required by the JSON contract, in order."""
 
@@ -178,6 +179,7 @@ class RunResult:
             "trace_digest": self.trace.digest(),
             "weights_digest": self.weights.digest(),
             "metrics": self.metrics(),
+            "refused": self.trace.count("reject"),
             "dropped_by_cause": dropped_by_cause(
                 self.rounds, self.trace.events if self.trace.keep else [], self.clients
             ),
