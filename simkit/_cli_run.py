@@ -263,13 +263,23 @@ def round_bytes(result: RunResult) -> list[int]:
 
 def round_table(result: RunResult) -> Any:
     """A rich table: round, sampled, replied, dropped, loss, accuracy, bytes, virtual time."""
+    from rich import box
     from rich.table import Table
 
     from simkit.trace import format_bytes
 
-    table = Table(title=f"{result.scenario} ({result.protocol}, seed {result.seed})")
-    for column in ("round", "sampled", "replied", "dropped", "loss", "accuracy", "bytes", "time"):
-        table.add_column(column, justify="right")
+    # Light rules, no edge padding: the table fits 80 columns (stdout not a terminal)
+    # without wrapping or cutting a cell.
+    table = Table(
+        title=f"{result.scenario} ({result.protocol}, seed {result.seed})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    late = any(r.late for r in result.rounds)  # FedBuff: stale replies discarded
+    columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
+    for column in [*columns, "loss", "accuracy", "bytes", "time"]:
+        table.add_column(column, justify="right", no_wrap=True)
     for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
         style = "red" if r.aborted else None
         table.add_row(
@@ -277,13 +287,26 @@ def round_table(result: RunResult) -> Any:
             str(len(r.sampled)),
             str(len(r.replied)),
             str(len(r.failed)),
+            *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),
             format_bytes(nbytes),
             f"{r.t_end:.2f} s",
             style=style,
         )
+    table.caption = _abort_reasons(result.rounds)
+    table.caption_justify = "left"
     return table
+
+
+def _abort_reasons(rounds: list[RoundRecord], most: int = 5) -> str | None:
+    """Why rounds aborted, one line each (the first ``most``), under the table."""
+    lines = [
+        f"round {r.round} aborted: {r.reason or 'no reason given'}" for r in rounds if r.aborted
+    ]
+    if len(lines) > most:
+        lines[most:] = [f"... and {len(lines) - most} more aborted rounds"]
+    return "\n".join(lines) or None
 
 
 def footer(result: RunResult) -> str:
