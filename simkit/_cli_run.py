@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "finish",
     "footer",
+    "integer",
     "live_rounds",
     "load",
     "output_args",
@@ -50,13 +51,21 @@ def _cli_error(message: str) -> Exception:
     return CLIError(message)
 
 
+def integer(value: str) -> int:
+    """An option's integer value (``--seed``): ``expected an integer, got 'abc'``."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+
+
 # ----------------------------------------------------------------------------- run
 
 
 def scenario_args(parser: argparse.ArgumentParser) -> None:
     """The scenario file, ``--seed`` and ``--set`` (``run``, ``serve``, ``client``)."""
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
-    parser.add_argument("--seed", type=int, help="the run's seed (overrides the file's)")
+    parser.add_argument("--seed", type=integer, help="the run's seed (overrides the file's)")
     parser.add_argument(
         "--set",
         dest="overrides",
