@@ -70,6 +70,7 @@ from simkit.training import (
     Adam,
     Aggregator,
     CostModel,
+    DataCache,
     Dataset,
     FedAdagrad,
     FedAdam,
@@ -223,11 +224,15 @@ Shard = tuple[Dataset, Dataset | None]
 def _data(
     scenario: Scenario, names: list[str], seeds: SeedTree
 ) -> tuple[list[Shard], Dataset | None, int, int]:
-    """Client shards, the server's test set, the input dimension and class count."""
+    """Client shards, the server's test set, the input dimension and class count.
+
+    Shards are index views of a pooled data set (mapped from its file when it
+    can be), or lazy synthetic data drawn per client when used (DataCache).
+    """
     spec = scenario.config.data
     if isinstance(spec, SyntheticData):
-        trains, test = _synthetic(spec, names, seeds)
-        n_classes = spec.classes
+        trains, test = _synthetic(spec, names, seeds, DataCache())
+        n_classes, n_features = spec.classes, spec.dim
     else:
         pooled = _load_pooled(scenario)
         test = None
@@ -235,17 +240,17 @@ def _data(
             pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
         trains = pooled.partition(_partition(spec.partition, pooled, len(names), seeds, scenario))
         n_classes = int(pooled.y.max()) + 1 if pooled.y.ndim == 1 and len(pooled) else 1
+        n_features = int(pooled.rows(0, 1)[0].shape[1]) if pooled.rows(0, 1)[0].ndim == 2 else 1
     shards = []
     for name, train in zip(names, trains, strict=True):
         if len(train) == 0:
             raise scenario.error("data", f"client {name} gets no samples ({len(names)} clients)")
         shards.append(_valid_split(train, spec.valid_fraction, seeds.numpy("data", "valid", name)))
-    n_features = int(shards[0][0].x.shape[1]) if shards[0][0].x.ndim == 2 else 1
     return shards, test, n_features, max(n_classes, 2)
 
 
 def _synthetic(
-    spec: SyntheticData, names: list[str], seeds: SeedTree
+    spec: SyntheticData, names: list[str], seeds: SeedTree, cache: DataCache
 ) -> tuple[list[Dataset], Dataset | None]:
     data = synthetic(
         spec.alpha,
@@ -256,6 +261,7 @@ def _synthetic(
         n_classes=spec.classes,
         samples_per_client=spec.samples,
         iid=spec.iid,
+        cache=cache,
     )
     if spec.test_fraction == 0:
         return data, None
@@ -264,9 +270,12 @@ def _synthetic(
         train, held = _split(shard, 1.0 - spec.test_fraction, seeds.numpy("data", "test", name))
         trains.append(train)
         if held is not None:
-            tests.append(held)
-    test = Dataset(np.concatenate([t.x for t in tests]), np.concatenate([t.y for t in tests]))
-    return trains, test if tests else None
+            tests.append(held.epoch(shuffle=False))  # one draw of the client's data for both
+    if not tests:
+        return trains, None
+    return trains, Dataset(
+        np.concatenate([x for x, _ in tests]), np.concatenate([y for _, y in tests])
+    )
 
 
 def _split(data: Dataset, keep: float, rng: np.random.Generator) -> tuple[Dataset, Dataset | None]:
