@@ -13,6 +13,7 @@ from simkit._version import __version__
 from simkit.rng import SeedTree
 
 if TYPE_CHECKING:
+    from simkit._threads import arun_scenario
     from simkit.actors import Actor, Context, PeerGone, Received
     from simkit.faults import FaultSchedule
     from simkit.heartbeat import HeartbeatConfig
@@ -32,6 +33,7 @@ _LAZY: dict[str, str] = {
     "Message": "simkit.messages",
     "RunResult": "simkit.runner",
     "run_scenario": "simkit.runner",
+    "arun_scenario": "simkit._threads",
     "ScenarioError": "simkit.scenario",
     "load_scenario": "simkit.scenario",
     "Simulation": "simkit.simulation",
@@ -54,6 +56,7 @@ __all__ = [
     "SimulationResult",
     "Trace",
     "__version__",
+    "arun_scenario",
     "load_scenario",
     "run_scenario",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import numpy as np
 
+from simkit._mailbox import Mailbox
 from simkit.channels import BrokenChannel, Channel, ChannelClosed, ConnectError, Listener
 from simkit.heartbeat import HeartbeatConfig, LivenessMonitor
 from simkit.messages import (
@@ -62,6 +62,10 @@ __all__ = [
 TypeFilter = str | type[Message] | Iterable[str | type[Message]] | None
 
 _MAX_NAME = 128
+
+#: Default per-peer mailbox limits: messages from one peer waiting unread.
+PEER_QUEUE_MESSAGES = 1024
+PEER_QUEUE_BYTES = 256 << 20
 
 
 class PeerGone(Exception):
@@ -193,6 +197,7 @@ class _Connection:
         "joined",
         "monitor",
         "peer",
+        "session",
         "state",
     )
 
@@ -204,6 +209,7 @@ class _Connection:
         self.monitor = LivenessMonitor(ctx._heartbeat, ctx._loop.time())
         self._timer: asyncio.TimerHandle | None = None
         self.joined: asyncio.Future[ConnectError | None] | None = None
+        self.session = 0
 
     # -- sending -----------------------------------------------------------------------
 
@@ -355,16 +361,16 @@ class Context:
         self._peers: dict[str, _Connection] = {}
         # joining connections, in arrival order (a dict: O(1) removal)
         self._pending: dict[_Connection, None] = {}
-        self._mailbox: deque[Received] = deque()
+        self._mailbox = Mailbox(sim.peer_queue_messages, sim.peer_queue_bytes)
         self._waiters: list[_Waiter] = []
         self._peer_watchers: list[asyncio.Future[None]] = []
         self._listener: Listener | None = None
         self._token = ""
+        self._admit: frozenset[str] | None = None
         self._alive = True
         self.waiting_on = "starting"
         self.speed = 1.0
-        # peer name -> how many times it joined (a restarted client gets a new session)
-        self._sessions: dict[str, int] = {}
+        self._session_seq = 0  # numbers sessions: a restarted client gets a new one
 
     def __repr__(self) -> str:
         return f"<Context {self.name}#{self.incarnation}>"
@@ -409,11 +415,18 @@ class Context:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def listen(self, *, token: str = "") -> None:
-        """Accept joins at this actor's name (with ``token`` if not empty)."""
+    def listen(self, *, token: str = "", admit: Iterable[str] | None = None) -> None:
+        """Accept joins at this actor's name.
+
+        Args:
+            token: Joins must carry this token (empty: any token).
+            admit: The only peer names accepted (``None``: any valid name); a
+                ``Join`` under another name is answered ``Reject("name", ...)``.
+        """
         if self._listener is not None:
             return
         self._token = token
+        self._admit = None if admit is None else frozenset(admit)
         self._listener = self._sim.transport.listen(self.name, self.name)
         self._listener.start(self._on_accept)
 
@@ -456,12 +469,15 @@ class Context:
         return peer in self._peers
 
     def session(self, peer: str) -> int:
-        """How many times ``peer`` has joined (0: never).
+        """The number of ``peer``'s current session (0: not connected).
 
-        A peer that reconnects (a restarted client) starts a new session: state
-        kept about the old one (which weights it holds) no longer applies.
+        Every join starts a session with a number larger than any before it in
+        this context. A peer that reconnects (a restarted client) starts a new
+        session: state kept about the old one (which weights it holds) no
+        longer applies. Nothing about a peer is kept after it leaves.
         """
-        return self._sessions.get(peer, 0)
+        conn = self._peers.get(peer)
+        return 0 if conn is None else conn.session
 
     async def wait_for_peers(self, n: int, timeout: float | None = None) -> list[str]:
         """Wait until at least ``n`` peers are connected; return them sorted.
@@ -511,6 +527,8 @@ class Context:
             return "auth", "wrong token"
         if not join.name or len(join.name) > _MAX_NAME or not join.name.isprintable():
             return "name", f"invalid actor name {join.name[:40]!r}"
+        if self._admit is not None and join.name not in self._admit:
+            return "name", f"{join.name!r} is not admitted by {self.name}"
         return None
 
     def _add_peer(self, conn: _Connection) -> None:
@@ -520,7 +538,9 @@ class Context:
             self._lost_peer(old, "replaced by a new connection")
         conn.state = "open"
         self._peers[conn.peer] = conn
-        self._sessions[conn.peer] = self._sessions.get(conn.peer, 0) + 1
+        self._session_seq += 1
+        conn.session = self._session_seq
+        self._mailbox.peer_joined(conn.peer)
         self._record("peer_up", conn.peer)
         conn.start_heartbeats()
         watchers, self._peer_watchers = self._peer_watchers, []
@@ -534,6 +554,7 @@ class Context:
             return
         del self._peers[conn.peer]
         conn.close(reason)
+        self._mailbox.peer_left(conn.peer)
         self._record("peer_down", conn.peer, info=reason)
         down = _PeerDown(conn.peer, reason)
         for waiter in list(self._waiters):
@@ -602,18 +623,30 @@ class Context:
                 del self._waiters[i]
                 waiter.future.set_result(item)
                 return
-        self._mailbox.append(item)
+        if not self._mailbox.put(item):
+            self._overflow(src)
+
+    def _overflow(self, src: str) -> None:
+        """``src`` left more unread messages than its share: drop it (not the actor)."""
+        mailbox = self._mailbox
+        reason = (
+            f"mailbox full: {mailbox.held(src)} messages from {src} unread "
+            f"(limit {mailbox.max_messages} messages or {mailbox.max_bytes} bytes)"
+        )
+        mailbox.discard(src)
+        conn = self._peers.get(src)
+        if conn is None:
+            return
+        try:
+            conn.channel.send_nowait(Drop(reason))
+        except (ChannelClosed, BrokenChannel):
+            pass
+        self._lost_peer(conn, reason)
 
     def _take(
         self, types: frozenset[str] | None, sources: AbstractSet[str] | None
     ) -> Received | None:
-        for i, item in enumerate(self._mailbox):
-            if (types is None or item.message.type in types) and (
-                sources is None or item.src in sources
-            ):
-                del self._mailbox[i]
-                return item
-        return None
+        return self._mailbox.take(types, sources)
 
     def take(self, types: TypeFilter = None, *, src: str | None = None) -> Received | None:
         """Take the oldest message matching ``types`` (and ``src``) now, or ``None``."""
@@ -622,7 +655,7 @@ class Context:
     def pending(self, types: TypeFilter = None) -> int:
         """How many received messages (of ``types``) wait in the mailbox."""
         names = _type_names(types)
-        return sum(1 for item in self._mailbox if names is None or item.message.type in names)
+        return self._mailbox.count(names)
 
     async def recv(
         self, types: TypeFilter = None, *, src: str | None = None, timeout: float | None = None
@@ -816,6 +849,7 @@ class Context:
             conn.close(reason)
         self._peers.clear()
         self._pending.clear()
+        self._mailbox.clear()
 
     def _kill(self) -> None:
         """The actor crashed: stop everything without a word (the network was told)."""
@@ -826,6 +860,7 @@ class Context:
                 conn._timer.cancel()
         self._peers.clear()
         self._pending.clear()
+        self._mailbox.clear()
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

@@ -25,14 +25,21 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from simkit.trace import HEARTBEAT_TYPES, Event, to_mermaid, write_jsonl
 
 if TYPE_CHECKING:
     from simkit.runner import RunResult
 
-__all__ = ["REPORT_FILES", "ReportError", "Span", "client_activity", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "ReportError",
+    "Span",
+    "client_activity",
+    "notebook_html",
+    "write_report",
+]
 
 REPORT_FILES: Final = (
     "metrics.png",
@@ -188,7 +195,7 @@ def _sequence(result: RunResult, events: Sequence[Event]) -> str:
     return to_mermaid(events, hide_heartbeats=True)
 
 
-def _plot_metrics(result: RunResult, path: Path) -> None:
+def _plot_metrics(result: RunResult, path: Path | IO[bytes], dpi: int = 110) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.5), layout="constrained")
@@ -204,7 +211,7 @@ def _plot_metrics(result: RunResult, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(f"{result.scenario} ({result.protocol}, seed {result.seed})")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi, format="png")
 
 
 def _line(ax: Any, xs: list[int], ys: list[float | None], label: str) -> None:
@@ -339,6 +346,57 @@ def _index_html(result: RunResult, summary: dict[str, Any], events: Sequence[Eve
         diagram=diagram,
         secagg=secagg,
         bytes=_bytes_by_type(events),
+    )
+
+
+def notebook_html(result: RunResult) -> str:
+    """``RunResult._repr_html_``: key facts, the round table and the metric plots inline."""
+    import base64
+    import io
+
+    summary = result.summary()
+    keys = ("protocol", "seed", "clients", "rounds_completed", "dropped", "virtual_time_s")
+    facts = " · ".join(f"{k} <b>{html.escape(_fact(summary[k]))}</b>" for k in keys)
+    digests = f"trace {summary['trace_digest'][:16]}…, weights {summary['weights_digest'][:16]}…"
+    plot = ""
+    if result.rounds:
+        try:
+            buffer = io.BytesIO()
+            _plot_metrics(result, buffer, dpi=80)
+        except ImportError:  # no matplotlib: the table alone
+            pass
+        else:
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            plot = f'<img src="data:image/png;base64,{data}" alt="loss and accuracy per round">'
+    return (
+        f"<div><b>{html.escape(result.scenario)}</b>: {facts}<br><small>{digests}</small>"
+        f"{_rounds_table(result)}{plot}</div>"
+    )
+
+
+def _rounds_table(result: RunResult) -> str:
+    head = "".join(f"<th>{h}</th>" for h in _ROUND_COLUMNS)
+    return f"<table><tr>{head}</tr>{_round_rows(result)}</table>"
+
+
+_ROUND_COLUMNS: Final = (
+    "round",
+    "sampled",
+    "replied",
+    "dropped",
+    "loss",
+    "accuracy",
+    "end (s)",
+    "note",
+)
+
+
+def _round_rows(result: RunResult) -> str:
+    return "\n".join(
+        f"<tr><td>{r.round}</td><td>{len(r.sampled)}</td><td>{len(r.replied)}</td>"
+        f"<td>{len(r.failed)}</td><td>{_fmt(r.loss)}</td><td>{_fmt(r.accuracy)}</td>"
+        f"<td>{r.t_end:.2f}</td><td>{html.escape(r.reason)}</td></tr>"
+        for r in result.rounds
     )
 
 

@@ -83,6 +83,7 @@ SUMMARY_KEYS = (
     "trace_digest",
     "weights_digest",
     "metrics",
+    "refused",
 )
 """The keys of :meth:`RunResult.summary` required by the JSON contract, in order."""
 
@@ -177,8 +178,15 @@ class RunResult:
             "trace_digest": self.trace.digest(),
             "weights_digest": self.weights.digest(),
             "metrics": self.metrics(),
+            "refused": self.trace.count("reject"),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
         }
+
+    def _repr_html_(self) -> str:
+        """The notebook view: facts, the round table and the metric plots inline."""
+        from simkit.report import notebook_html
+
+        return notebook_html(self)
 
     def to_json(self) -> str:
         """:meth:`summary` as one line of JSON."""
@@ -680,6 +688,7 @@ def _simulate_real(
     from functools import partial
 
     from simkit._realtime import ClientsFailed, run_real
+    from simkit._threads import call_blocking
     from simkit.runtime import SimulationError, run
     from simkit.simulation import ActorFailed
 
@@ -688,7 +697,7 @@ def _simulate_real(
     )
     start = time.perf_counter()
     try:
-        result, problems = run(main, seed=sim.seed, mode="real")
+        result, problems = call_blocking(run, main, seed=sim.seed, mode="real")
     except (SimulationError, ActorFailed, ClientsFailed) as exc:
         raise RunError(f"the run failed: {exc}") from exc
     return result, time.perf_counter() - start, problems

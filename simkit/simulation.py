@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from simkit.actors import Actor, Context
+from simkit._threads import call_blocking, call_in_thread
+from simkit.actors import PEER_QUEUE_BYTES, PEER_QUEUE_MESSAGES, Actor, Context
 from simkit.channels import MemoryNetwork, NetworkModel, RealTimeOnly, TcpTransport, Transport
 from simkit.codec import DEFAULT_MAX_BODY
 from simkit.faults import (
@@ -100,6 +101,13 @@ class Simulation:
         transport: A transport to use instead of an in-memory network (a
             :class:`~simkit.channels.TcpTransport` without a trace of its own
             records into this simulation's).
+        peer_queue_messages: The most messages of one peer an actor's mailbox
+            holds unread; one more and that peer is dropped (``Drop`` with the
+            reason ``mailbox full: ...``), never the actor.
+        peer_queue_bytes: The same limit in payload bytes (one message always fits).
+
+    Raises:
+        ValueError: A peer queue limit below 1.
     """
 
     def __init__(
@@ -114,7 +122,16 @@ class Simulation:
         max_time: float | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         transport: Transport | None = None,
+        peer_queue_messages: int = PEER_QUEUE_MESSAGES,
+        peer_queue_bytes: int = PEER_QUEUE_BYTES,
     ) -> None:
+        if peer_queue_messages < 1 or peer_queue_bytes < 1:
+            raise ValueError(
+                f"peer queue limits must be >= 1, got {peer_queue_messages} messages "
+                f"and {peer_queue_bytes} bytes"
+            )
+        self.peer_queue_messages = peer_queue_messages
+        self.peer_queue_bytes = peer_queue_bytes
         self.seed = seed
         self.seeds = SeedTree(seed)
         self.heartbeat = heartbeat or HeartbeatConfig()
@@ -203,8 +220,17 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self, *, mode: Mode = "virtual", until: float | None = None) -> SimulationResult:
-        """Run on a fresh loop until the actors are done (or ``until``)."""
-        return run(self.run_async, until, seed=self.seed, mode=mode, max_time=self.max_time)
+        """Run on a fresh loop until the actors are done (or ``until``).
+
+        Inside a running event loop (a notebook cell) the run goes to a worker thread.
+        """
+        return call_blocking(
+            run, self.run_async, until, seed=self.seed, mode=mode, max_time=self.max_time
+        )
+
+    async def arun(self, *, mode: Mode = "virtual", until: float | None = None) -> SimulationResult:
+        """:meth:`run` as an awaitable: the run computes in a worker thread."""
+        return await call_in_thread(self.run, mode=mode, until=until)
 
     async def run_async(self, until: float | None = None) -> SimulationResult:
         """Run inside the current event loop (see :meth:`run`).

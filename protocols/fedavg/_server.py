@@ -80,7 +80,7 @@ class FedAvgServer(Actor):
 
     async def run(self, ctx: Context) -> None:
         core, setup, options = self.core, self.core.setup, self.core.options
-        ctx.listen(token=self.token)
+        ctx.listen(token=self.token, admit=self._known)
         if core.round >= setup.rounds or core.stopped:
             ctx.log(f"nothing to do: resumed after round {core.round} of {setup.rounds}")
             return

@@ -46,7 +46,7 @@ class FedBuffServer(Actor):
 
     async def run(self, ctx: Context) -> None:
         core, setup, options = self.core, self.core.setup, self.core.options
-        ctx.listen(token=self.token)
+        ctx.listen(token=self.token, admit=self._known)
         if core.done:
             ctx.log(f"nothing to do: resumed after update {core.version} of {setup.rounds}")
             return

@@ -464,6 +464,14 @@ class SecAggConfig(_Table):
         default=None, description="Quantization bits."
     )
     neighbours: PosInt | None = Field(default=None, description="SecAgg+ neighbour degree.")
+    allow_weak_threshold: bool | None = Field(
+        default=None,
+        description="Accept a threshold that is not a strict majority (docs/secagg.md).",
+    )
+    keys: Literal["os", "seeded"] | None = Field(
+        default=None,
+        description="Client secrets: default seeded in virtual time, OS entropy over real sockets.",
+    )
 
 
 class RunConfig(_Table):

@@ -256,17 +256,13 @@ class SecAggClient:
         return unpack_bundle(plain, sender, self.name, self._indices[self.name])
 
     def _on_unmask(self, msg: SecAggUnmaskRequest) -> SecAggUnmaskShares | None:
-        survivors, dropped = set(msg.survivors), set(msg.dropped)
-        if survivors & dropped:
-            raise SecAggRemoteError(
-                f"{self.name}: asked for both shares of {sorted(survivors & dropped)}"
+        survivors, dropped = self._check_unmask(msg)
+        if len(survivors) < self._setup.threshold:
+            # counted from the list itself: ``n_survivors`` is the server's claim
+            self._abort(
+                f"refusing to unmask: {len(survivors)} of its neighbourhood survive, "
+                f"threshold {self._setup.threshold}"
             )
-        if self.name not in survivors or not (survivors | dropped) <= self._held.keys():
-            raise SecAggRemoteError(
-                f"{self.name}: unmask request names clients it holds no shares of"
-            )
-        if msg.n_survivors < self._setup.threshold:
-            self._abort(f"{msg.n_survivors} survivors, threshold {self._setup.threshold}")
             return None
         self._reveal(survivors, "b")
         self._reveal(dropped, "sk")
@@ -279,6 +275,34 @@ class SecAggClient:
             tuple(sk_owners),
             tuple(self._held[o][0].value_bytes() for o in sk_owners),
         )
+
+    def _check_unmask(self, msg: SecAggUnmaskRequest) -> tuple[set[str], set[str]]:
+        """The request's survivor and dropped sets, after the checks that need no threshold.
+
+        Bonawitz et al. (2017) have every client check the server's lists
+        itself: a server that lies about them (``{c, u}`` survived, everyone
+        else dropped) would otherwise collect both kinds of shares of ``u``.
+
+        Raises:
+            SecAggRemoteError: A list repeats a name, the lists overlap, name
+                this client as dropped or leave it out of the survivors, or
+                name clients it holds no shares of (outside its neighbourhood,
+                or that never sent it a bundle).
+        """
+        survivors, dropped = set(msg.survivors), set(msg.dropped)
+        me = self.name
+        if len(survivors) != len(msg.survivors) or len(dropped) != len(msg.dropped):
+            raise SecAggRemoteError(f"{me}: unmask request repeats names")
+        if survivors & dropped:
+            raise SecAggRemoteError(f"{me}: asked for both shares of {sorted(survivors & dropped)}")
+        if me in dropped or me not in survivors:
+            raise SecAggRemoteError(f"{me}: unmask request does not list it as a survivor")
+        strangers = (survivors | dropped) - self._held.keys()
+        if strangers:
+            raise SecAggRemoteError(
+                f"{me}: unmask request names clients it holds no shares of: {sorted(strangers)}"
+            )
+        return survivors, dropped
 
     def _reveal(self, owners: set[str], kind: str) -> None:
         """Record what is revealed; refuse the other kind of share of a peer, ever."""

@@ -158,3 +158,25 @@ class NeighbourGraph:
     def closed_neighbourhood(self, name: str) -> tuple[str, ...]:
         """``name`` and its neighbours, sorted: the holders of its shares."""
         return tuple(sorted((name, *self.neighbours(name))))
+
+    def components(self, members: Iterable[str]) -> list[tuple[str, ...]]:
+        """The connected components of the graph induced on ``members``, each sorted.
+
+        Components come in the order of their smallest name.
+        """
+        inside = set(members)
+        seen: set[str] = set()
+        out: list[tuple[str, ...]] = []
+        for start in sorted(inside):
+            if start in seen:
+                continue
+            seen.add(start)
+            group, todo = [start], [start]
+            while todo:
+                for n in self._adjacency[todo.pop()]:
+                    if n in inside and n not in seen:
+                        seen.add(n)
+                        group.append(n)
+                        todo.append(n)
+            out.append(tuple(sorted(group)))
+        return out

@@ -218,7 +218,11 @@ class SecAggMaskedInput(Message):
 
 @dataclass(frozen=True, slots=True)
 class SecAggUnmaskRequest(Message):
-    """Server -> client (stage 4): whose b shares and whose s_sk shares to reveal."""
+    """Server -> client (stage 4): whose b shares and whose s_sk shares to reveal.
+
+    ``n_survivors`` is the server's count of ``U3``, informational only: a
+    client counts the lists it is given and never trusts this field.
+    """
 
     round_id: int
     survivors: tuple[str, ...]

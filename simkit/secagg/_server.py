@@ -186,7 +186,7 @@ class SecAggServer:
         self._sets.append(current)
         try:
             self._check_threshold(current)
-            sends = self._HANDLERS[stage](self, current)
+            sends: dict[str, Message] = getattr(self, self._HANDLERS[stage])(current)
         except _Abort as exc:
             return self._abort(str(exc), stage, previous & alive_set)
         except SecAggRemoteError as exc:
@@ -282,6 +282,7 @@ class SecAggServer:
             if msg.masked.shape != (self.config.length,):
                 raise SecAggRemoteError(f"{u} sent a masked input of shape {msg.masked.shape}")
             vectors.append(msg.masked)
+        self._check_survivors(u3)
         self._total = sum_masked(vectors, self.config.length, self.config.bits)
         dropped = self._masks_to_recover(self._sets[2], u3)
         for v in sorted(u3):
@@ -292,6 +293,28 @@ class SecAggServer:
                 len(u3),
             )
         return dict(self._requests)
+
+    def _check_survivors(self, u3: frozenset[str]) -> None:
+        """Abort before any share is asked for when unmasking would fail or leak.
+
+        Every survivor needs ``t`` holders of its shares among the survivors
+        (its clients refuse otherwise, Bell et al. 2020), and the survivors'
+        graph must be connected: the masks of two groups with no edge between
+        them cancel within each group, so unmasking would reveal each group's
+        sum, down to a single client's input.
+        """
+        t = self.config.threshold
+        for v in sorted(u3):
+            have = len(self._in(v, u3))
+            if have < t:
+                raise _Abort(f"{v} has {have} survivors in its neighbourhood, threshold {t}")
+        groups = self.graph.components(u3)
+        if len(groups) > 1:
+            sizes = sorted(len(g) for g in groups)
+            raise _Abort(
+                f"the survivors' graph splits into {len(groups)} groups of sizes {sizes}: "
+                "unmasking would reveal each group's sum"
+            )
 
     def _masks_to_recover(self, u2: frozenset[str], u3: frozenset[str]) -> frozenset[str]:
         """The clients of ``U2 \\ U3`` whose pairwise masks are in the sum.
@@ -352,9 +375,10 @@ class SecAggServer:
         except ShamirError as exc:
             raise _Abort(f"cannot rebuild the {what} of {owner}: {exc}") from None
 
+    # by name, so that a subclass (a test's lying server) can override a stage
     _HANDLERS: Final = {
-        Stage.ADVERTISE_KEYS: _after_advertise,
-        Stage.SHARE_KEYS: _after_share_keys,
-        Stage.MASKED_INPUT: _after_masked_input,
-        Stage.UNMASKING: _after_unmask,
+        Stage.ADVERTISE_KEYS: "_after_advertise",
+        Stage.SHARE_KEYS: "_after_share_keys",
+        Stage.MASKED_INPUT: "_after_masked_input",
+        Stage.UNMASKING: "_after_unmask",
     }

@@ -4,7 +4,8 @@ Property tests must not share an event loop between examples: a leftover
 timer or task of one example would leak into the next and break exact
 replay. :func:`simulate` builds a fresh simulation and runs it on a fresh
 virtual loop every call; with determinism checking on (the pytest plugin's
-``--simkit-check-determinism``) it runs it twice and compares trace digests.
+``--simkit-check-determinism``) it and :func:`run_scenario_example` run
+twice and report the first event where the two traces part.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from simkit.faults import FaultSchedule
 from simkit.simulation import Simulation, SimulationResult
 from simkit.testing.invariants import InvariantViolation
+from simkit.trace import Event, Trace, first_divergence, format_divergence
 
 if TYPE_CHECKING:
+    from simkit.protocol import ProtocolPlugin
     from simkit.runner import RunResult
 
 __all__ = [
@@ -34,17 +37,21 @@ _CHECK_DETERMINISM = False
 
 
 class NondeterministicRun(InvariantViolation):
-    """Two runs of the same simulation gave different trace digests."""
+    """Two runs of the same simulation or scenario differ (trace or weights)."""
 
 
 def set_check_determinism(enabled: bool) -> None:
-    """Make every :func:`simulate` run twice and compare digests (the pytest option)."""
+    """Make every kit run (:func:`simulate`, :func:`run_scenario_example`) run twice.
+
+    The pytest plugin calls it once per session from ``--simkit-check-determinism``
+    or the ``simkit_check_determinism`` ini option.
+    """
     global _CHECK_DETERMINISM
     _CHECK_DETERMINISM = enabled
 
 
 def check_determinism_enabled() -> bool:
-    """Whether :func:`simulate` currently reruns to check determinism."""
+    """Whether kit runs currently rerun to check determinism."""
     return _CHECK_DETERMINISM
 
 
@@ -60,21 +67,18 @@ def simulate(
         build: Returns a new :class:`Simulation`, actors added (called once
             per run, so it must not reuse actor instances between calls).
         until: Stop at this virtual time (default: when the actors are done).
-        check_determinism: Run twice and compare trace digests (default: the
-            pytest plugin's ``--simkit-check-determinism``).
+        check_determinism: Run twice and compare traces (default: on when
+            pytest runs with ``--simkit-check-determinism`` or the
+            ``simkit_check_determinism`` ini option).
 
     Raises:
-        NondeterministicRun: The two runs' digests differ.
+        NondeterministicRun: The two runs differ; the message shows the first
+            divergent event and both digests.
     """
     result = build().run(until=until)
-    if _CHECK_DETERMINISM if check_determinism is None else check_determinism:
+    if _checking(check_determinism):
         again = build().run(until=until)
-        if again.digest != result.digest:
-            raise NondeterministicRun(
-                f"the same simulation ran twice gave trace digests {result.digest[:16]} and "
-                f"{again.digest[:16]}: something depends on more than the seed "
-                "(wall clock, global RNG, set or dict order of unsorted names?)"
-            )
+        _compare("simulation", result.trace, again.trace)
     return result
 
 
@@ -83,6 +87,7 @@ def run_scenario_example(
     *,
     faults: FaultSchedule | None = None,
     overrides: Mapping[str, Any] | None = None,
+    plugin: ProtocolPlugin | None = None,
     check_determinism: bool | None = None,
 ) -> RunResult:
     """Run a scenario for one hypothesis example, on a fresh virtual loop.
@@ -91,25 +96,62 @@ def run_scenario_example(
         scenario: A scenario mapping (see :func:`~simkit.testing.scenarios`) or file.
         faults: Extra faults (a drawn :class:`FaultSchedule`).
         overrides: ``--set`` style overrides.
-        check_determinism: Run twice and compare the trace and weights
-            digests (default: the pytest plugin's ``--simkit-check-determinism``).
+        plugin: Run this protocol plugin (a variant under test, say) instead
+            of the one the scenario's ``protocol.name`` registers.
+        check_determinism: Run twice and compare the traces and the weights
+            (default: on when pytest runs with ``--simkit-check-determinism``
+            or the ``simkit_check_determinism`` ini option).
 
     Raises:
-        NondeterministicRun: The two runs differ.
+        NondeterministicRun: The two runs differ; the message shows the first
+            divergent event and both digests.
     """
     from simkit.runner import run_scenario
 
-    result = run_scenario(scenario, overrides=overrides, faults=faults)
-    if _CHECK_DETERMINISM if check_determinism is None else check_determinism:
-        again = run_scenario(scenario, overrides=overrides, faults=faults)
-        first, second = result.summary(), again.summary()
-        for key in ("trace_digest", "weights_digest"):
-            if first[key] != second[key]:
-                raise NondeterministicRun(
-                    f"the same scenario ran twice gave {key} {first[key][:16]} and "
-                    f"{second[key][:16]}: something depends on more than the seed"
-                )
+    result = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
+    if _checking(check_determinism):
+        again = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
+        _compare("scenario", result.trace, again.trace)
+        first, second = result.weights.digest(), again.weights.digest()
+        if first != second:
+            raise NondeterministicRun(
+                f"the same scenario run twice gave the same trace but weights digests "
+                f"{first[:16]} and {second[:16]}: {_CULPRITS}"
+            )
     return result
+
+
+_CULPRITS = (
+    "something depends on more than the seed (wall clock, global RNG such as "
+    "np.random.* or random.*, iteration over a set, an unsorted dict of names?)"
+)
+
+
+def _checking(explicit: bool | None) -> bool:
+    return _CHECK_DETERMINISM if explicit is None else explicit
+
+
+def _compare(what: str, a: Trace, b: Trace) -> None:
+    """Raise :class:`NondeterministicRun` naming the first divergent event."""
+    first, second = a.digest(), b.digest()
+    if first == second:
+        return
+    lines = [f"the same {what} run twice gave trace digests {first[:16]} and {second[:16]}"]
+    if a.keep and b.keep:
+        found = first_divergence(a.events, b.events)
+        if found is not None:
+            lines.append(_divergent_event(*found))
+        lines.append(format_divergence(a.events, b.events, names=("run 1", "run 2")))
+    lines.append(_CULPRITS)
+    raise NondeterministicRun("\n".join(lines))
+
+
+def _divergent_event(index: int, ea: Event | None, eb: Event | None) -> str:
+    e = ea if ea is not None else eb
+    assert e is not None
+    message = f" {e.type}" if e.type else ""
+    where = f"{e.src} -> {e.dst}" if e.dst else e.src
+    return f"first divergent event: #{index} at t={e.t:.6g} s: {e.kind} {where}{message}"
 
 
 def replay_snippet(

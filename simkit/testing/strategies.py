@@ -14,7 +14,8 @@ answered the earlier stages of round ``r`` and answers none after.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -22,14 +23,18 @@ from hypothesis import strategies as st
 from simkit.channels.memory import Constant, LinkModel, LogNormal, NetworkModel, Uniform
 from simkit.faults import Crash, CrashMode, Fault, FaultSchedule, Restart, Trigger
 from simkit.heartbeat import HeartbeatConfig
+from simkit.protocol import ProtocolPlugin
+from simkit.testing._options import option_strategies, resolve_protocol
 
 __all__ = [
     "fault_schedules",
     "heartbeat_configs",
     "latencies",
     "network_models",
+    "protocol_options",
     "scenarios",
     "seeds",
+    "speeds",
     "stage_crashes",
     "timed_crashes",
 ]
@@ -67,7 +72,14 @@ def stage_crashes(
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     last_stage = len(stages) - 1
 
-    def build(name: str, back_rounds: int, back_stages: int, mode: CrashMode) -> Crash:
+    # A composite, not st.builds: a failing example then prints as the Crash
+    # itself, not as the calls that built it.
+    @st.composite
+    def crash(draw: st.DrawFn) -> Crash:
+        name = draw(st.sampled_from(names))
+        back_rounds = draw(st.integers(0, rounds - 1))
+        back_stages = draw(st.integers(0, last_stage))
+        mode = draw(st.sampled_from(list(modes)))
         trigger = Trigger(
             kind="deliver",
             dst=name,
@@ -76,13 +88,7 @@ def stage_crashes(
         )
         return Crash(on=trigger, actor=name, mode=mode)
 
-    return st.builds(
-        build,
-        st.sampled_from(names),
-        st.integers(0, rounds - 1),
-        st.integers(0, last_stage),
-        st.sampled_from(list(modes)),
-    )
+    return crash()
 
 
 def timed_crashes(
@@ -100,20 +106,19 @@ def timed_crashes(
     if not horizon > 0:
         raise ValueError(f"horizon must be > 0, got {horizon}")
 
-    def build(name: str, early: float, mode: CrashMode, restart: bool) -> tuple[Fault, ...]:
+    @st.composite
+    def crash(draw: st.DrawFn) -> tuple[Fault, ...]:
+        name = draw(st.sampled_from(names))
+        early = draw(st.floats(0.0, horizon, allow_nan=False))
+        mode = draw(st.sampled_from(list(modes)))
+        restart = draw(st.booleans()) if restart_after is not None else False
         at = round(horizon - early, 6)
-        crash = Crash(at=at, actor=name, mode=mode)
+        fault = Crash(at=at, actor=name, mode=mode)
         if restart and restart_after is not None:
-            return (crash, Restart(at=at + restart_after, actor=name))
-        return (crash,)
+            return (fault, Restart(at=at + restart_after, actor=name))
+        return (fault,)
 
-    return st.builds(
-        build,
-        st.sampled_from(names),
-        st.floats(0.0, horizon, allow_nan=False),
-        st.sampled_from(list(modes)),
-        st.booleans() if restart_after is not None else st.just(False),
-    )
+    return crash()
 
 
 def fault_schedules(
@@ -149,7 +154,8 @@ def fault_schedules(
         raise ValueError(f"need 0 <= min_faults <= max_faults, got {min_faults}, {max_faults}")
     options: list[st.SearchStrategy[tuple[Fault, ...]]] = []
     if stages is not None:
-        options.append(stage_crashes(clients, stages, rounds=rounds, modes=modes).map(_one))
+        crashes = stage_crashes(clients, stages, rounds=rounds, modes=modes)
+        options.append(_singletons(crashes))
     if horizon is not None:
         options.append(
             timed_crashes(clients, horizon=horizon, modes=modes, restart_after=restart_after)
@@ -160,7 +166,12 @@ def fault_schedules(
         max_size=max_faults,
         unique_by=lambda group: _actor(group[0]),
     )
-    return groups.map(_schedule)
+
+    @st.composite
+    def schedule(draw: st.DrawFn) -> FaultSchedule:
+        return _schedule(draw(groups))
+
+    return schedule()
 
 
 def latencies(max_seconds: float = 0.1) -> st.SearchStrategy[Constant | Uniform | LogNormal]:
@@ -203,41 +214,120 @@ def heartbeat_configs(
     return st.builds(HeartbeatConfig, st.sampled_from(list(intervals)), st.integers(2, max_misses))
 
 
+def speeds(
+    count: int, *, choices: Sequence[float] = (1.0, 0.5, 0.2, 0.05)
+) -> st.SearchStrategy[Any]:
+    """A ``[clients] speeds`` value for ``count`` clients (shrinks toward all at 1.0).
+
+    Either ``{"kind": "constant", "value": 1.0}`` or one speed per client
+    (``{"kind": "list", "values": [...]}``) from ``choices``, the first the
+    simplest: a failure that needs one straggler shrinks to one straggler.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    values = st.lists(st.sampled_from(list(choices)), min_size=count, max_size=count)
+    return st.one_of(
+        st.just({"kind": "constant", "value": float(choices[0])}),
+        values.map(lambda v: {"kind": "list", "values": v}),
+    )
+
+
+def protocol_options(
+    protocol: str | ProtocolPlugin = "fedavg", *, options: Mapping[str, Any] | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A protocol's ``[protocol]`` table, ``name`` included, drawn from its options.
+
+    The plugin declares its option strategies or simkit derives them from its
+    option model (:mod:`simkit.testing._options`); every key is present and
+    shrinks toward its default. Tables the plugin's ``validate`` refuses are
+    filtered out.
+
+    Args:
+        protocol: A registered name, ``"package.module:OBJECT"`` or a plugin.
+        options: Fixed values or strategies that replace the drawn ones
+            (``{"round_timeout": 5.0, "min_replies": st.integers(1, 3)}``).
+
+    Raises:
+        ValueError: An unknown protocol.
+    """
+    name, plugin = resolve_protocol(protocol)
+    drawn = option_strategies(plugin)
+    for key, value in (options or {}).items():
+        drawn[key] = value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+    def valid(table: dict[str, Any]) -> bool:
+        options = {key: value for key, value in table.items() if key != "name"}
+        try:
+            plugin.validate(options, "<scenarios>")
+        except ValueError:
+            return False
+        return True
+
+    # A composite, not .map: a failing example prints the table, not a lambda.
+    @st.composite
+    def table(draw: st.DrawFn) -> dict[str, Any]:
+        # keys drawn in the model's order, so the table reads like its docs
+        return {"name": name, **{key: draw(strategy) for key, strategy in drawn.items()}}
+
+    return table().filter(valid)
+
+
 def scenarios(
     *,
-    protocol: str = "fedavg",
+    protocol: str | ProtocolPlugin = "fedavg",
+    options: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     min_clients: int = 2,
     max_clients: int = 10,
     max_rounds: int = 3,
     latency: bool = True,
+    stragglers: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Small scenario mappings for :func:`simkit.run_scenario` (fast to run).
+    """Small scenario mappings for :func:`~simkit.testing.run_scenario_example` (fast to run).
 
-    Tiny synthetic data and a numpy logistic regression; drawn: the seed,
-    the number of clients and rounds, the sampled fraction, the round
-    deadline and minimum replies, the latency and the heartbeat. They
-    shrink toward 2 clients, 1 round, full participation, an ideal network.
-    Add ``faults`` (e.g. from :func:`fault_schedules`) with ``run_scenario``'s
-    ``faults=`` argument.
+    Tiny synthetic data and a numpy logistic regression. Drawn: the seed, the
+    number of clients and rounds, the protocol's options (see
+    :func:`protocol_options`), client speeds, the latency and the heartbeat;
+    they shrink toward 2 clients, 1 round, default options, equal speeds and
+    an ideal network. Everything drawn is in the mapping, so
+    :func:`~simkit.testing.replay_file` writes it back as a scenario file.
+    Add faults (e.g. from :func:`fault_schedules`) with ``faults=``.
+
+    Args:
+        protocol: A registered name, ``"package.module:OBJECT"`` or a plugin
+            object (then run it with ``run_scenario_example(..., plugin=)``).
+        options: Fixed values or strategies for protocol options.
+        overrides: Dotted scenario keys set after drawing, as fixed values
+            or strategies (``{"secagg.mode": "secagg"}``).
+        min_clients: Fewest clients.
+        max_clients: Most clients.
+        max_rounds: Most rounds.
+        latency: Draw a network latency (else none).
+        stragglers: Draw client speeds (else all run at speed 1).
+
+    Raises:
+        ValueError: Bad bounds or an unknown protocol.
     """
     if not 1 <= min_clients <= max_clients:
         raise ValueError(f"need 1 <= min_clients <= max_clients, got {min_clients}, {max_clients}")
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+    tables = protocol_options(protocol, options=options)
+    extra = dict(overrides or {})
 
     @st.composite
     def build(draw: st.DrawFn) -> dict[str, Any]:
         count = draw(st.integers(min_clients, max_clients))
         lat = draw(st.sampled_from([0.0, 0.01, 0.05])) if latency else 0.0
-        return {
+        clients: dict[str, Any] = {"count": count}
+        if stragglers:
+            clients["speeds"] = draw(speeds(count))
+        scenario = {
             "name": "example",
             "seed": draw(seeds()),
             "rounds": draw(st.integers(1, max_rounds)),
-            "protocol": {
-                "name": protocol,
-                "fraction": draw(st.sampled_from([1.0, 0.5])),
-                "min_replies": draw(st.integers(1, max(1, count // 2))),
-                "round_timeout": draw(st.sampled_from([30.0, 5.0])),
-            },
-            "clients": {"count": count},
+            "protocol": draw(tables),
+            "clients": clients,
             "data": {"alpha": 0.5, "beta": 0.5, "samples": 30, "dim": 5, "classes": 3},
             "training": {"batch_size": 8, "n_epoch": 1},
             "optimizer": {"client": {"lr": 0.1}},
@@ -245,11 +335,23 @@ def scenarios(
             "heartbeat": {"interval": draw(st.sampled_from([1.0, 0.5])), "misses": 2},
             "run": {"trace_heartbeats": False},
         }
+        for key, value in extra.items():
+            got = draw(value) if isinstance(value, st.SearchStrategy) else value
+            _set_dotted(scenario, key, got)
+        return scenario
 
     return build()
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = copy.deepcopy(value)
 
 
 def _sorted_names(clients: Sequence[str]) -> list[str]:
@@ -259,8 +361,12 @@ def _sorted_names(clients: Sequence[str]) -> list[str]:
     return names
 
 
-def _one(crash: Crash) -> tuple[Fault, ...]:
-    return (crash,)
+def _singletons(crashes: st.SearchStrategy[Crash]) -> st.SearchStrategy[tuple[Fault, ...]]:
+    @st.composite
+    def one(draw: st.DrawFn) -> tuple[Fault, ...]:
+        return (draw(crashes),)
+
+    return one()
 
 
 def _actor(fault: Fault) -> str:

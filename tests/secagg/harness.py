@@ -120,6 +120,9 @@ def predict(server: SecAggServer, drops: Mapping[str, int]) -> Prediction:
     u3 = frozenset(u for u in up(3, u2) if hood(u, u2) >= t)
     if len(u3) < t:
         return Prediction(False, frozenset(), 3)
+    # the server checks every survivor's holders, and that the survivors stay connected
+    if any(hood(u, u3) < t for u in u3) or len(g.components(u3)) > 1:
+        return Prediction(False, frozenset(), 3)
     u4 = up(4, u3)
     if len(u4) < t:
         return Prediction(False, frozenset(), 4)

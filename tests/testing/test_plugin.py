@@ -17,8 +17,11 @@ CHILD = textwrap.dedent(
     """
     import itertools
 
+    from hypothesis import given, strategies as st
+
     from simkit.actors import Actor, Context
     from simkit.simulation import Simulation
+    from simkit.testing import kit_settings, simulate
 
     COUNTER = itertools.count()
 
@@ -40,6 +43,12 @@ CHILD = textwrap.dedent(
     def test_flaky(simulate):
         # depends on state outside the seed: a global counter
         simulate(lambda: _sim(1.0 + next(COUNTER)))
+
+    @kit_settings(max_examples=3, database=None)
+    @given(st.integers(0, 2))
+    def test_flaky_inside_given(n):
+        # no fixture: the session-wide option applies to every kit run
+        simulate(lambda: _sim(1.0 + n + next(COUNTER)))
 
     def _sim(seconds):
         sim = Simulation(seed=3)
@@ -63,10 +72,36 @@ def test_determinism_option_catches_a_run_that_depends_on_more_than_the_seed(
     proc = run_child(tmp_path, *args)
     if check:
         assert proc.returncode == 1, proc.stdout
-        assert "1 failed, 2 passed" in proc.stdout
+        assert "2 failed, 2 passed" in proc.stdout
         assert "NondeterministicRun" in proc.stdout
+        assert "first divergent event" in proc.stdout
+        assert "HealthCheck" not in proc.stdout
     else:
+        # a project with no pytest configuration: no warning of any kind
+        # (pytest-asyncio's unset loop scope included)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "warning" not in (proc.stdout + proc.stderr).lower()
+
+
+def test_the_ini_option_turns_the_check_on_for_the_session() -> None:
+    from simkit.testing import _run, plugin
+
+    class Config:
+        def addinivalue_line(self, name: str, line: str) -> None:
+            pass
+
+        def getoption(self, name: str, default: object = None) -> object:
+            return default if name == "hypothesis_profile" else None
+
+        def getini(self, name: str) -> bool:
+            return name == "simkit_check_determinism"
+
+    before = _run.check_determinism_enabled()
+    try:
+        plugin.pytest_configure(Config())  # type: ignore[arg-type]
+        assert _run.check_determinism_enabled()
+    finally:
+        _run.set_check_determinism(before)
 
 
 class Nap(Actor):

@@ -1,0 +1,73 @@
+"""A lying SecAgg server through ``secure_sum``: honest clients refuse, nothing leaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protocols.secagg import SecAggSettings
+from simkit.secagg import SecAggUnmaskShares
+
+from .kit import Run, run_sum
+from .liars import liar, pair_lie, split_lie, stolen_inputs
+
+CASES = [
+    pytest.param(10, SecAggSettings(mode="secagg"), id="secagg-n10-t6"),
+    pytest.param(20, SecAggSettings(mode="secagg"), id="secagg-n20-t11"),
+    pytest.param(30, SecAggSettings(mode="secagg+", neighbours=8), id="secagg+-n30-k8-t5"),
+]
+
+
+def _shares_sent(run: Run) -> int:
+    return sum(1 for e in run.result.trace if e.kind == "send" and e.type == "SecAggUnmaskShares")
+
+
+def _quantized(run: Run, name: str) -> np.ndarray:
+    out = run.outcome()
+    assert out.quantizer is not None
+    return out.quantizer.quantize(run.inputs[name])
+
+
+def _refusals(run: Run) -> list[str]:
+    return [e.info for e in run.result.trace if e.kind == "log" and "refusing" in e.info]
+
+
+@pytest.mark.parametrize(("n", "settings"), CASES)
+def test_the_pair_lie_is_refused_by_every_client(n: int, settings: SecAggSettings) -> None:
+    factory = liar(pair_lie("c03"))
+    run = run_sum(n, settings, factory=factory)
+    core = factory.built[0]  # type: ignore[attr-defined]
+    out = run.outcome()
+    assert out.aborted
+    assert out.aborted_in == "unmasking"
+    assert _shares_sent(run) == 0  # a refusal reveals nothing
+    assert not any(isinstance(m, SecAggUnmaskShares) for _, m in core.received)
+    assert stolen_inputs(core) == {}
+    assert len(_refusals(run)) == n
+    assert all(run.client(c).completed == {1: False} for c in run.names)
+
+
+def test_the_split_lie_cannot_get_both_share_kinds_at_a_strict_majority() -> None:
+    factory = liar(split_lie("c03"))
+    run = run_sum(10, SecAggSettings(mode="secagg"), factory=factory)  # t = 6
+    core = factory.built[0]  # type: ignore[attr-defined]
+    assert run.outcome().aborted
+    assert stolen_inputs(core) == {}
+    b_of_target = sk_of_target = 0
+    for _, msg in core.received:
+        if isinstance(msg, SecAggUnmaskShares):
+            b_of_target += "c03" in msg.b_owners
+            sk_of_target += "c03" in msg.sk_owners
+    # every client answered with one kind; with t > n/2 both kinds cannot reach t
+    assert (b_of_target, sk_of_target) == (6, 4)
+
+
+def test_the_split_lie_steals_an_input_below_a_strict_majority() -> None:
+    # why a weak threshold is refused unless the scenario insists (docs/secagg.md)
+    factory = liar(split_lie("c03"))
+    run = run_sum(
+        10, SecAggSettings(mode="secagg", threshold=4, allow_weak_threshold=True), factory=factory
+    )
+    stolen = stolen_inputs(factory.built[0])  # type: ignore[attr-defined]
+    assert "c03" in stolen
+    assert np.array_equal(stolen["c03"], _quantized(run, "c03"))
