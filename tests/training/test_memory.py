@@ -20,12 +20,12 @@ from simkit.training import (
     TrainInstructions,
     TrainResult,
     Weights,
+    _dataset,
     iid,
     load_npz,
     same_bits,
     synthetic,
 )
-from simkit.training import _dataset
 
 
 def _data(n: int = 30) -> Dataset:
@@ -36,7 +36,8 @@ def _data(n: int = 30) -> Dataset:
 def test_subset_is_an_index_view_with_the_values_of_a_copy() -> None:
     data = _data()
     view = data.subset([5, 1, 7, 2])
-    assert view.is_view and view.nbytes == 4 * np.dtype(np.intp).itemsize
+    assert view.is_view
+    assert view.nbytes == 4 * np.dtype(np.intp).itemsize
     assert np.array_equal(view.x, data.x[[5, 1, 7, 2]])
     inner = view.subset([3, -1])  # a view of a view composes the indices
     assert np.array_equal(inner.y, data.y[[2, 2]])
@@ -48,7 +49,9 @@ def test_a_view_trains_bit_for_bit_like_the_copy_it_replaces() -> None:
     data = _data(40)
     idx = np.sort(np.random.default_rng(1).permutation(40)[:25])
     view, copy = data.subset(idx), Dataset(data.x[idx].copy(), data.y[idx].copy())
-    for a, b in zip(view.epoch(SeedTree(3).numpy("e")), copy.epoch(SeedTree(3).numpy("e"))):
+    for a, b in zip(
+        view.epoch(SeedTree(3).numpy("e")), copy.epoch(SeedTree(3).numpy("e")), strict=True
+    ):
         assert np.array_equal(a, b)
     assert np.array_equal(view.rows(3, 9)[0], copy.x[3:9])
     assert view.materialize().nbytes == copy.nbytes
@@ -62,9 +65,11 @@ def test_lazy_synthetic_has_the_values_of_the_eager_one() -> None:
     assert [len(d) for d in lazy] == [len(d) for d in eager]
     assert cache.loads == 0  # sizes are known without drawing the data
     for _ in range(2):
-        for e, z in zip(eager, lazy):
-            assert np.array_equal(e.x, z.x) and np.array_equal(e.y, z.y)
-    assert cache.loads == 12 and len(cache) == 1
+        for e, z in zip(eager, lazy, strict=True):
+            assert np.array_equal(e.x, z.x)
+            assert np.array_equal(e.y, z.y)
+    assert cache.loads == 12
+    assert len(cache) == 1
 
 
 def test_data_cache_keeps_the_most_recent_within_its_budget() -> None:
@@ -74,7 +79,8 @@ def test_data_cache_keeps_the_most_recent_within_its_budget() -> None:
     lazy = synthetic(0.0, 0.0, 4, tree, n_features=10, samples_per_client=10, cache=cache)
     for d in lazy:
         d.x  # noqa: B018 - load it
-    assert len(cache) == 2 and cache.nbytes == 2 * one
+    assert len(cache) == 2
+    assert cache.nbytes == 2 * one
     lazy[3].y  # noqa: B018 - a hit
     assert cache.loads == 4
 
@@ -84,10 +90,13 @@ def test_load_npz_maps_an_uncompressed_file_and_reads_a_compressed_one(tmp_path:
     np.savez(tmp_path / "plain.npz", x=x, y=y)
     np.savez_compressed(tmp_path / "packed.npz", x=x, y=y)
     mapped, packed = load_npz(tmp_path / "plain.npz"), load_npz(tmp_path / "packed.npz")
-    assert mapped.nbytes == y.nbytes and packed.nbytes == x.nbytes + y.nbytes  # only y is read
+    assert mapped.nbytes == y.nbytes
+    assert packed.nbytes == x.nbytes + y.nbytes
     parts = mapped.partition(iid(50, 3, SeedTree(0).numpy("p")))
     assert np.array_equal(np.sort(np.concatenate([p.x[:, 0] for p in parts])), x[:, 0])
-    for a, b in zip(mapped.epoch(SeedTree(1).numpy("e")), packed.epoch(SeedTree(1).numpy("e"))):
+    for a, b in zip(
+        mapped.epoch(SeedTree(1).numpy("e")), packed.epoch(SeedTree(1).numpy("e")), strict=True
+    ):
         assert np.array_equal(a, b)
     assert not load_npz(tmp_path / "plain.npz", mmap=False).is_view
 
@@ -125,10 +134,11 @@ def test_clients_borrowing_one_model_train_as_with_their_own() -> None:
     pool = ModelPool(lambda: LogisticRegression(4, 3))
     own, pooled = clients(None), clients(pool)
     for r in range(3):
-        for a, b in zip(own, pooled):
+        for a, b in zip(own, pooled, strict=True):
             ra = a.training_round(_instructions(r, start))
             rb = b.training_round(_instructions(r, start))
-            assert isinstance(ra, TrainResult) and isinstance(rb, TrainResult)
+            assert isinstance(ra, TrainResult)
+            assert isinstance(rb, TrainResult)
             assert ra.updates.updates == rb.updates.updates
     assert pool.made == 1
     with pytest.raises(RuntimeError, match="borrowed only during a round"):
@@ -153,20 +163,23 @@ def test_a_pooled_torch_model_keeps_each_clients_generator() -> None:
     pool = ModelPool(make)
     pooled = [TrainingManager(pool, SGD(0.1), d, seed_tree=SeedTree(6)) for d in data]
     for r in range(2):
-        for a, b in zip(own, pooled):
+        for a, b in zip(own, pooled, strict=True):
             ra = a.training_round(_instructions(r, start))
             rb = b.training_round(_instructions(r, start))
-            assert isinstance(ra, TrainResult) and isinstance(rb, TrainResult)
+            assert isinstance(ra, TrainResult)
+            assert isinstance(rb, TrainResult)
             assert ra.updates.updates == rb.updates.updates
     state = pooled[1].state_dict()
-    assert "weights" not in state["model"] and "rng" in state["model"]
+    assert "weights" not in state["model"]
+    assert "rng" in state["model"]
 
 
 def test_shared_weights_keep_one_copy_per_version() -> None:
     shared = SharedWeights()
     a = Weights({"w": np.array([1.0, 0.0])})
     b = Weights({"w": np.array([1.0, 0.0])})
-    assert shared.share(1, a) is a and shared.share(1, b) is a
+    assert shared.share(1, a) is a
+    assert shared.share(1, b) is a
     negative_zero = Weights({"w": np.array([1.0, -0.0])})
     assert not same_bits(a, negative_zero)
     assert shared.share(1, negative_zero) is negative_zero  # equal values, other bits
@@ -178,6 +191,7 @@ def test_trace_tracks_crash_sources_as_it_records() -> None:
     trace.record(0.0, "crash", "c1")
     trace.record(0.0, "send", "c2", "server", "TrainReply", 10)
     trace.record(1.0, "actor_error", "c3")
-    assert trace.sources("crash") == {"c1"} and trace.sources("actor_error") == {"c3"}
+    assert trace.sources("crash") == {"c1"}
+    assert trace.sources("actor_error") == {"c3"}
     with pytest.raises(KeyError, match="not tracked"):
         trace.sources("send")
