@@ -17,6 +17,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from protocols.fedavg._options import FedAvgOptions
 from protocols.secagg import FieldSpec, SecAggSettings, cap_weight, flatten_fields
 from simkit.faults import FaultSchedule
 from simkit.protocol import ScenarioSetup
@@ -69,9 +70,11 @@ def check_secagg(setup: ScenarioSetup) -> SecAggSettings | None:
     """The scenario's SecAgg settings, after checking FedAvg can use them.
 
     Raises:
-        ScenarioError: A bad ``[secagg]`` table, an aggregator that is not a
-            sum (median, trimmed mean), or SCAFFOLD (its control variates
-            would travel in clear).
+        ScenarioError: A bad ``[secagg]`` table, a threshold above the
+            largest cohort or (unless ``secagg.allow_weak_threshold``) not a
+            strict majority of it, an aggregator that is not a sum (median,
+            trimmed mean), or SCAFFOLD (its control variates would travel in
+            clear).
     """
     try:
         settings = SecAggSettings.from_table(setup.secagg, setup.name)
@@ -92,8 +95,19 @@ def check_secagg(setup: ScenarioSetup) -> SecAggSettings | None:
         )
     if len(setup.clients) < 2:
         raise ScenarioError(f"{setup.name}: secure aggregation needs at least 2 clients")
+    try:
+        settings.check_cohort(largest_cohort(setup))
+    except ValueError as exc:
+        raise ScenarioError(f"{setup.name}: {exc}") from None
     weight_cap(setup)  # raises on an unbounded weighting
     return settings
+
+
+def largest_cohort(setup: ScenarioSetup) -> int:
+    """The most clients a round samples (all connected): the cohort the threshold must fit."""
+    options = FedAvgOptions.from_table(setup.protocol, setup.name)
+    count = len(setup.clients)
+    return min(count, max(options.min_clients, math.ceil(options.fraction * count - 1e-9)))
 
 
 def plain_round_faults(faults: FaultSchedule) -> FaultSchedule:

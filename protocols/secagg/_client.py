@@ -13,6 +13,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from protocols.secagg._keys import key_source
 from protocols.secagg._messages import SecAggQuantization
 from protocols.secagg._settings import SecAggSettings
 from simkit.actors import Context, PeerGone, TypeFilter
@@ -69,10 +70,11 @@ async def secure_contribute(
         vector: The float input, 1-d (:func:`~protocols.secagg.flatten_fields`
             of the masked fields). Values are clipped to the server's range
             (logged when any is).
-        settings: Only ``stage_timeout`` is read: the server decides the rest
-            and sends it.
+        settings: Only ``stage_timeout`` and ``keys`` are read: the server
+            decides the rest and sends it.
         seeds: The client's seed-tree node; keys, seeds and nonces come from
-            ``("secagg", round, name)`` below it.
+            ``("secagg", round, name)`` below it in virtual time, from the OS
+            over real sockets (unless ``settings.keys`` says otherwise).
         round: The round, as the server numbers it.
         start_timeout: Seconds to wait for the server's first message; ``None``
             waits until it comes, the server releases this client, or the
@@ -104,7 +106,7 @@ async def secure_contribute(
         ctx.log(
             f"secagg round {round}: {clipped} of {x.size} values clipped to +-{quantizer.clip:g}"
         )
-    core = SecAggClient(ctx.name, seeds, quantizer.quantize(x))
+    core = SecAggClient(ctx.name, key_source(settings, ctx.virtual, seeds), quantizer.quantize(x))
     return await _answer(ctx, server, core, round, 2 * settings.stage_timeout)
 
 

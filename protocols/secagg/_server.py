@@ -19,6 +19,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from protocols.secagg._keys import warn_if_seeded
 from protocols.secagg._messages import SecAggQuantization
 from protocols.secagg._settings import SecAggSettings
 from simkit.actors import Context, Received
@@ -203,6 +204,7 @@ class _Driver:
 
     async def run(self, length: int, seeds: SeedTree, factory: ServerFactory) -> SecureSumOutcome:
         ctx, n = self.ctx, len(self.names)
+        warn_if_seeded(self.settings, ctx.virtual)
         try:
             config = self.settings.config(n, length, self.round)
             quantizer = self.settings.quantizer(n)

@@ -72,6 +72,13 @@ class SecAggSettings:
         prg: Mask generator: ``"philox"``, ``"pcg64"`` or ``"aes-ctr"``.
         stage_timeout: Seconds the server waits for one stage's replies; a
             client gives up after twice that without a word from the server.
+        allow_weak_threshold: Accept a threshold that is not a strict
+            majority of a neighbourhood (a lying server can then collect both
+            kinds of shares of one client; docs/secagg.md).
+        keys: Where a client's secrets come from: ``None`` (the seed tree in
+            virtual time, the OS over real sockets), ``"os"`` (always the
+            OS: not replayable) or ``"seeded"`` (always the seed tree: over
+            real sockets whoever knows the seed unmasks every update).
     """
 
     mode: Mode = "secagg"
@@ -81,6 +88,8 @@ class SecAggSettings:
     neighbours: int | None = None
     prg: Prg = DEFAULT_PRG
     stage_timeout: float = 30.0
+    allow_weak_threshold: bool = False
+    keys: Literal["os", "seeded"] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("secagg", "secagg+"):
@@ -97,7 +106,7 @@ class SecAggSettings:
         object.__setattr__(self, "stage_timeout", float(self.stage_timeout))
 
     @classmethod
-    def keys(cls) -> list[str]:
+    def table_keys(cls) -> list[str]:
         """The keys the table may hold."""
         return [f.name for f in fields(cls)]
 
@@ -114,7 +123,7 @@ class SecAggSettings:
         Raises:
             ValueError: One line naming ``source`` and ``secagg.<key>``.
         """
-        known = cls.keys()
+        known = cls.table_keys()
         for key in sorted(table):
             if key not in known:
                 raise ValueError(
@@ -143,19 +152,50 @@ class SecAggSettings:
         """The threshold ``t`` for a cohort of ``n`` clients.
 
         Raises:
-            ValueError: ``n < 2``, or a count threshold above the neighbourhood size.
+            ValueError: ``n < 2``, a count threshold above the neighbourhood
+                size, or (unless ``allow_weak_threshold``) a threshold that is
+                not a strict majority of it.
         """
         m = self.neighbourhood(n)
         t = self.threshold
         if t is None:
-            return m // 2 + 1
+            return self.minimum_threshold(m)
         if isinstance(t, float):
             # a tolerance so that 2/3 of 9 is 6, not 7
-            return max(2, min(m, math.ceil(t * m - 1e-9)))
-        if t > m:
-            where = "cohort" if self.mode == "secagg" else "neighbourhood (degree + 1)"
-            raise ValueError(f"threshold {t} exceeds the {where} of {m} clients")
+            t = max(2, min(m, math.ceil(t * m - 1e-9)))
+        elif t > m:
+            raise ValueError(f"threshold {t} exceeds the {self._where()} of {m} clients")
+        least = self.minimum_threshold(m)
+        if t < least and not self.allow_weak_threshold:
+            raise ValueError(
+                f"threshold {t} is not a strict majority of the {self._where()} of {m} "
+                f"clients (needs >= {least}): a server lying about who survived could "
+                "collect both kinds of shares of one client; set "
+                "secagg.allow_weak_threshold = true to accept that"
+            )
         return t
+
+    def minimum_threshold(self, m: int) -> int:
+        """The smallest threshold accepted for a neighbourhood of ``m``: ``floor(m/2) + 1``."""
+        return m // 2 + 1
+
+    def check_cohort(self, n: int) -> None:
+        """Check, before a run, that a cohort of up to ``n`` clients can use the threshold.
+
+        The largest cohort is the weakest point of a count threshold (``t``
+        stays the same while the neighbourhood grows), so checking it covers
+        the smaller cohorts dropouts leave.
+
+        Raises:
+            ValueError: ``secagg.threshold: ...`` (see :meth:`threshold_for`).
+        """
+        try:
+            self.threshold_for(n)
+        except ValueError as exc:
+            raise ValueError(f"secagg.threshold: {exc}") from None
+
+    def _where(self) -> str:
+        return "cohort" if self.mode == "secagg" else "neighbourhood (degree + 1)"
 
     def config(self, cohort_size: int, length: int, round_id: int) -> SecAggConfig:
         """The core's parameters for one round among ``cohort_size`` clients.
@@ -210,6 +250,11 @@ def _problems(values: Mapping[str, Any], plus: bool) -> tuple[str, str] | None:
         )
     if "prg" in values:
         checks.append(("prg", values["prg"] in PRGS, " or ".join(repr(p) for p in PRGS)))
+    if "allow_weak_threshold" in values:
+        v = values["allow_weak_threshold"]
+        checks.append(("allow_weak_threshold", isinstance(v, bool), "true or false"))
+    if "keys" in values and values["keys"] is not None:
+        checks.append(("keys", values["keys"] in ("os", "seeded"), "'os' or 'seeded'"))
     if "stage_timeout" in values:
         v = values["stage_timeout"]
         checks.append(("stage_timeout", is_number(v) and v > 0, "a finite number of seconds > 0"))

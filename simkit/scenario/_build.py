@@ -22,6 +22,7 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,9 @@ def build(
     names = client_names(cfg.clients.count)
     shards, test, n_features, n_classes = _data(scenario, names, seeds)
     speeds = _speeds(cfg, seeds)
+    bad = next((v for v in speeds if not (math.isfinite(v) and v > 0)), None)
+    if bad is not None:
+        raise scenario.error("clients.speeds", f"draws a speed of {bad!r}: make sigma smaller")
     clients = tuple(
         ClientSetup(name, train, valid, speed)
         for name, (train, valid), speed in zip(names, shards, speeds, strict=True)
@@ -265,6 +269,8 @@ def _synthetic(
         trains.append(train)
         if held is not None:
             tests.append(held)
+    if not tests:  # every shard too small to hold a test sample out
+        return trains, None
     test = Dataset(np.concatenate([t.x for t in tests]), np.concatenate([t.y for t in tests]))
     return trains, test if tests else None
 
@@ -285,15 +291,32 @@ def _load_pooled(scenario: Scenario) -> Dataset:
     if isinstance(spec, NpzData):
         path = scenario.base_dir / spec.path
         try:
-            return load_npz(path, spec.x_key, spec.y_key)
+            data = load_npz(path, spec.x_key, spec.y_key)
         except FileNotFoundError:
             raise scenario.error("data.path", f"no such file {str(path)!r}") from None
         except (KeyError, ValueError, OSError) as exc:
-            raise scenario.error("data.path", str(exc).strip("\"'")) from None
+            # numpy reads what is neither .npz nor .npy as a pickle, and says so
+            problem = "not a .npz archive" if "pickle" in str(exc) else str(exc).strip("\"'")
+            raise scenario.error("data.path", problem) from None
+        return _checked(scenario, data)
     try:
         return load_digits()
     except ImportError as exc:
         raise scenario.error("data.source", str(exc)) from None
+
+
+def _checked(scenario: Scenario, data: Dataset) -> Dataset:
+    """Refuse arrays no model can train on: not numbers, NaN, negative labels, no rows."""
+    if len(data) == 0:
+        raise scenario.error("data.path", "the arrays have no rows")
+    for key, array in (("x", data.x), ("y", data.y)):
+        if array.dtype.kind not in "biuf":
+            raise scenario.error("data.path", f"{key} must hold numbers, got dtype {array.dtype}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise scenario.error("data.path", f"{key} holds NaN or infinite values")
+    if data.y.dtype.kind in "iu" and data.y.min() < 0:
+        raise scenario.error("data.path", f"labels must be >= 0, got {int(data.y.min())}")
+    return data
 
 
 def _partition(

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 
 from protocols.fedavg import FedAvgPlugin
 from protocols.secagg import SecAggSettings
+from simkit.cli import main
 from simkit.faults import FaultSchedule
 from simkit.runner import RunResult, run_scenario
 from simkit.scenario import ScenarioError, build, client_names, load_scenario
@@ -111,12 +112,39 @@ def test_no_update_travels_in_clear() -> None:
         ({"aggregator": {"kind": "median"}}, "needs an aggregator that is a sum"),
         ({"optimizer": {"client": {"scaffold": True}}}, "cannot run SCAFFOLD"),
         ({"clients": {"count": 1}}, "at least 2 clients"),
+        (
+            {"secagg": {"mode": "secagg", "threshold": 7}},
+            r"secagg\.threshold: threshold 7 exceeds the cohort of 6 clients",
+        ),
+        (
+            {"secagg": {"mode": "secagg", "threshold": 3}},
+            r"secagg\.threshold: threshold 3 is not a strict majority of the cohort of 6 "
+            r"clients \(needs >= 4\).*allow_weak_threshold",
+        ),
+        (
+            {"secagg": {"mode": "secagg+", "neighbours": 4, "threshold": 0.4}},
+            r"threshold 2 is not a strict majority of the neighbourhood \(degree \+ 1\) of 5",
+        ),
+        (
+            {
+                "protocol": {**SMALL["protocol"], "fraction": 0.5},
+                "secagg": {"mode": "secagg", "threshold": 4},
+            },
+            "threshold 4 exceeds the cohort of 3 clients",
+        ),
     ],
 )
 def test_unsupported_combinations_fail_with_one_line(changes: dict[str, Any], needle: str) -> None:
     scenario = {**copy.deepcopy(SMALL), **changes}
     with pytest.raises(ScenarioError, match=needle):
         run_scenario(scenario)
+
+
+def test_a_weak_threshold_runs_only_when_the_scenario_insists() -> None:
+    weak = {**copy.deepcopy(SMALL), "rounds": 1}
+    weak["secagg"] = {"mode": "secagg", "threshold": 3, "allow_weak_threshold": True}
+    result = run_scenario(weak)
+    assert result.summary()["rounds_completed"] == 1
 
 
 def test_too_few_trained_clients_abort_the_round_and_release_the_rest() -> None:
@@ -225,3 +253,21 @@ def test_report_shows_what_the_server_sees(tmp_path: Path) -> None:
     plain = run_scenario(with_mode(SMALL, "off"))
     assert plain.artifacts == {}
     assert "What the server sees" not in write_report(plain, tmp_path / "plain").read_text()
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("secagg.threshold=21", "secagg.threshold: threshold 21 exceeds the cohort of 20 clients"),
+        ("secagg.threshold=10", "secagg.threshold: threshold 10 is not a strict majority"),
+    ],
+)
+def test_cli_refuses_a_bad_threshold_with_exit_2_and_one_line(
+    command: str, override: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run"] if command == "run" else ["scenario", "check"]
+    assert main([*argv, str(SCENARIOS / "secagg.toml"), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err
+    assert "\n" not in err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simkit.rng import SeedTree
@@ -14,6 +14,7 @@ def names(n: int) -> list[str]:
     return [f"n{i:03d}" for i in range(n)]
 
 
+@settings(deadline=None)  # a 200-client graph on a loaded machine can take 0.3 s
 @given(st.integers(3, 200), st.integers(1, 210), st.integers(0, 2**32))
 def test_regular_graph_is_regular_and_symmetric(n: int, k: int, seed: int) -> None:
     g = NeighbourGraph.regular(names(n), k, SeedTree(seed))
@@ -69,3 +70,12 @@ def test_default_degree_table() -> None:
 def test_bad_graphs_are_named(build: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build()  # type: ignore[operator]
+
+
+def test_components_of_a_ring_cut_in_two_places() -> None:
+    g = NeighbourGraph.regular(names(12), 4, SeedTree(3))
+    ring = [g.names[i] for i in SeedTree(3).numpy("neighbour-graph").permutation(12)]
+    assert set(g.neighbours(ring[0])) == {ring[1], ring[2], ring[10], ring[11]}
+    survivors = set(g.names) - {ring[2], ring[3], ring[8], ring[9]}  # two gaps of k/2
+    assert sorted(len(c) for c in g.components(survivors)) == [4, 4]
+    assert g.components(g.names) == [g.names]

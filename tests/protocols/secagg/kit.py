@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -145,6 +146,7 @@ def run_sum(
     scale: float = 0.5,
     network: NetworkModel | None = None,
     heartbeat: HeartbeatConfig | None = None,
+    mode: Literal["virtual", "real"] = "virtual",
 ) -> Run:
     """``n`` clients summing random vectors over ``rounds`` under ``faults``."""
     names = names_for(n)
@@ -159,7 +161,7 @@ def run_sum(
     sim.add(SumServer(names, length, settings, rounds, factory))
     for name in names:
         sim.add(SumClient(name, {r: inputs[name] for r in rounds}, settings), start_at=0.01)
-    result = sim.run()
+    result = sim.run(mode=mode)
     assert not result.errors, result.errors
     return Run(result, inputs, settings, names)
 

@@ -65,7 +65,9 @@ def test_the_split_lie_cannot_get_both_share_kinds_at_a_strict_majority() -> Non
 def test_the_split_lie_steals_an_input_below_a_strict_majority() -> None:
     # why a weak threshold is refused unless the scenario insists (docs/secagg.md)
     factory = liar(split_lie("c03"))
-    run = run_sum(10, SecAggSettings(mode="secagg", threshold=4), factory=factory)
+    run = run_sum(
+        10, SecAggSettings(mode="secagg", threshold=4, allow_weak_threshold=True), factory=factory
+    )
     stolen = stolen_inputs(factory.built[0])  # type: ignore[attr-defined]
     assert "c03" in stolen
     assert np.array_equal(stolen["c03"], _quantized(run, "c03"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -83,7 +84,34 @@ def test_fractions_round_up_and_stay_in_range() -> None:
     assert SecAggSettings(threshold=2 / 3).threshold_for(9) == 6
     assert SecAggSettings(threshold=0.5).threshold_for(9) == 5
     assert SecAggSettings(threshold=1.0).threshold_for(9) == 9
-    assert SecAggSettings(threshold=0.01).threshold_for(9) == 2
+    assert SecAggSettings(threshold=0.01, allow_weak_threshold=True).threshold_for(9) == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "n", "least"),
+    [
+        (SecAggSettings(threshold=4), 10, 6),
+        (SecAggSettings(threshold=5), 10, 6),
+        (SecAggSettings(threshold=0.5), 10, 6),
+        (SecAggSettings(mode="secagg+", neighbours=4, threshold=2), 30, 3),
+        (SecAggSettings(mode="secagg+", neighbours=8, threshold=0.4), 30, 5),
+    ],
+)
+def test_a_threshold_below_a_strict_majority_is_refused(
+    settings: SecAggSettings, n: int, least: int
+) -> None:
+    with pytest.raises(ValueError, match=rf"^secagg\.threshold: .*needs >= {least}\)") as info:
+        settings.check_cohort(n)
+    assert "allow_weak_threshold" in str(info.value)
+    assert "\n" not in str(info.value)
+    allowed = dataclasses.replace(settings, allow_weak_threshold=True)
+    allowed.check_cohort(n)
+    assert allowed.threshold_for(n) < least
+
+
+def test_allow_weak_threshold_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match=r"secagg\.allow_weak_threshold: must be true or false"):
+        SecAggSettings.from_table({"mode": "secagg", "allow_weak_threshold": "yes"}, "x.toml")
 
 
 def test_a_count_above_the_neighbourhood_is_refused() -> None:
