@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "finish",
     "footer",
+    "integer",
     "live_rounds",
     "load",
     "output_args",
@@ -50,13 +51,21 @@ def _cli_error(message: str) -> Exception:
     return CLIError(message)
 
 
+def integer(value: str) -> int:
+    """An option's integer value (``--seed``): ``expected an integer, got 'abc'``."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+
+
 # ----------------------------------------------------------------------------- run
 
 
 def scenario_args(parser: argparse.ArgumentParser) -> None:
     """The scenario file, ``--seed`` and ``--set`` (``run``, ``serve``, ``client``)."""
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
-    parser.add_argument("--seed", type=int, help="the run's seed (overrides the file's)")
+    parser.add_argument("--seed", type=integer, help="the run's seed (overrides the file's)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -254,13 +263,23 @@ def round_bytes(result: RunResult) -> list[int]:
 
 def round_table(result: RunResult) -> Any:
     """A rich table: round, sampled, replied, dropped, loss, accuracy, bytes, virtual time."""
+    from rich import box
     from rich.table import Table
 
     from simkit.trace import format_bytes
 
-    table = Table(title=f"{result.scenario} ({result.protocol}, seed {result.seed})")
-    for column in ("round", "sampled", "replied", "dropped", "loss", "accuracy", "bytes", "time"):
-        table.add_column(column, justify="right")
+    # Light rules, no edge padding: the table fits 80 columns (stdout not a terminal)
+    # without wrapping or cutting a cell.
+    table = Table(
+        title=f"{result.scenario} ({result.protocol}, seed {result.seed})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    late = any(r.late for r in result.rounds)  # FedBuff: stale replies discarded
+    columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
+    for column in [*columns, "loss", "accuracy", "bytes", "time"]:
+        table.add_column(column, justify="right", no_wrap=True)
     for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
         style = "red" if r.aborted else None
         table.add_row(
@@ -268,13 +287,26 @@ def round_table(result: RunResult) -> Any:
             str(len(r.sampled)),
             str(len(r.replied)),
             str(len(r.failed)),
+            *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),
             format_bytes(nbytes),
             f"{r.t_end:.2f} s",
             style=style,
         )
+    table.caption = _abort_reasons(result.rounds)
+    table.caption_justify = "left"
     return table
+
+
+def _abort_reasons(rounds: list[RoundRecord], most: int = 5) -> str | None:
+    """Why rounds aborted, one line each (the first ``most``), under the table."""
+    lines = [
+        f"round {r.round} aborted: {r.reason or 'no reason given'}" for r in rounds if r.aborted
+    ]
+    if len(lines) > most:
+        lines[most:] = [f"... and {len(lines) - most} more aborted rounds"]
+    return "\n".join(lines) or None
 
 
 def footer(result: RunResult) -> str:

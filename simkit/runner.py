@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from simkit._outcomes import dropped_by_cause
 from simkit.faults import FaultError, FaultSchedule
 from simkit.protocol import (
     ProtocolPlugin,
@@ -157,6 +158,7 @@ class RunResult:
                 "participants": len(r.replied),
                 "loss": _finite(r.loss),
                 "accuracy": _finite(r.accuracy),
+                "late": r.late,
             }
             for r in self.rounds
         ]
@@ -179,6 +181,9 @@ class RunResult:
             "weights_digest": self.weights.digest(),
             "metrics": self.metrics(),
             "refused": self.trace.count("reject"),
+            "dropped_by_cause": dropped_by_cause(
+                self.rounds, self.trace.events if self.trace.keep else [], self.clients
+            ),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
         }
 

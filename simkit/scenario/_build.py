@@ -22,6 +22,7 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,9 @@ def build(
     names = client_names(cfg.clients.count)
     shards, test, n_features, n_classes = _data(scenario, names, seeds)
     speeds = _speeds(cfg, seeds)
+    bad = next((v for v in speeds if not (math.isfinite(v) and v > 0)), None)
+    if bad is not None:
+        raise scenario.error("clients.speeds", f"draws a speed of {bad!r}: make sigma smaller")
     clients = tuple(
         ClientSetup(name, train, valid, speed)
         for name, (train, valid), speed in zip(names, shards, speeds, strict=True)
@@ -271,7 +275,7 @@ def _synthetic(
         trains.append(train)
         if held is not None:
             tests.append(held.epoch(shuffle=False))  # one draw of the client's data for both
-    if not tests:
+    if not tests:  # every shard too small to hold a test sample out
         return trains, None
     return trains, Dataset(
         np.concatenate([x for x, _ in tests]), np.concatenate([y for _, y in tests])
@@ -294,15 +298,34 @@ def _load_pooled(scenario: Scenario) -> Dataset:
     if isinstance(spec, NpzData):
         path = scenario.base_dir / spec.path
         try:
-            return load_npz(path, spec.x_key, spec.y_key)
+            data = load_npz(path, spec.x_key, spec.y_key)
         except FileNotFoundError:
             raise scenario.error("data.path", f"no such file {str(path)!r}") from None
         except (KeyError, ValueError, OSError) as exc:
-            raise scenario.error("data.path", str(exc).strip("\"'")) from None
+            # numpy reads what is neither .npz nor .npy as a pickle, and says so
+            problem = "not a .npz archive" if "pickle" in str(exc) else str(exc).strip("\"'")
+            raise scenario.error("data.path", problem) from None
+        return _checked(scenario, data)
     try:
         return load_digits()
     except ImportError as exc:
         raise scenario.error("data.source", str(exc)) from None
+
+
+def _checked(scenario: Scenario, data: Dataset) -> Dataset:
+    """Refuse arrays no model can train on: not numbers, NaN, negative labels, no rows."""
+    if len(data) == 0:
+        raise scenario.error("data.path", "the arrays have no rows")
+    for key, array in (("x", data.rows(0, 1)[0]), ("y", data.y)):
+        if array.dtype.kind not in "biuf":
+            raise scenario.error("data.path", f"{key} must hold numbers, got dtype {array.dtype}")
+        # x in blocks: a mapped file may be larger than memory
+        blocks = data.chunks() if key == "x" else [(array, array)]
+        if array.dtype.kind == "f" and not all(np.isfinite(b).all() for b, _ in blocks):
+            raise scenario.error("data.path", f"{key} holds NaN or infinite values")
+    if data.y.dtype.kind in "iu" and data.y.min() < 0:
+        raise scenario.error("data.path", f"labels must be >= 0, got {int(data.y.min())}")
+    return data
 
 
 def _partition(

@@ -316,6 +316,17 @@ class Dataset:
         """Rows ``start:stop`` as ``(x, y)`` (views of held arrays, else gathered)."""
         return self._gather(slice(start, stop))
 
+    def chunks(self, nbytes: int = RELEASE_BYTES) -> Iterator[tuple[Array, Array]]:
+        """All rows in order, as ``(x, y)`` blocks of about ``nbytes`` of inputs each.
+
+        For a scan (validation, statistics) of data larger than memory: a
+        mapped file's pages are handed back as the scan goes.
+        """
+        x0 = self.rows(0, 1)[0]
+        step = max(1, nbytes // max(1, x0.nbytes))
+        for lo in range(0, len(self), step):
+            yield self.rows(lo, lo + step)
+
     # ------------------------------------------------------------- batching
 
     def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int:

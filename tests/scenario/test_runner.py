@@ -49,7 +49,7 @@ def test_summary_keys_and_types(result: RunResult) -> None:
     assert len(summary["weights_digest"]) == 64
     assert [m["round"] for m in summary["metrics"]] == [1, 2, 3]
     for m in summary["metrics"]:
-        assert set(m) == {"round", "participants", "loss", "accuracy"}
+        assert set(m) == {"round", "participants", "loss", "accuracy", "late"}
         assert m["participants"] == 5
         assert isinstance(m["loss"], float)
     assert json.loads(result.to_json()) == summary
