@@ -33,6 +33,7 @@ from simkit._cli_run import (
     scenario_schema_args,
 )
 from simkit._version import __version__
+from simkit.compare import compare_args, compare_command
 from simkit.trace import (
     Event,
     TraceFormatError,
@@ -326,6 +327,12 @@ COMMANDS: list[Command] = [
     Command("scenario", "validate scenario files, export their JSON Schema", _scenario_args),
     Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),
     Command("trace", "inspect, compare and draw recorded traces", _trace_args),
+    Command(
+        "compare",
+        "compare runs: overlaid curves, a side-by-side table",
+        compare_args,
+        compare_command,
+    ),
 ]
 """Top-level subcommands, in ``--help`` order; append to add one."""
 

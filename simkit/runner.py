@@ -89,7 +89,7 @@ SUMMARY_KEYS = (
 )
 """The keys of :meth:`RunResult.summary` required by the JSON contract, in order."""
 
-_DROP_KINDS = frozenset({"crash", "actor_error"})
+_DROP_KINDS = ("actor_error", "crash")
 
 
 class RunError(RuntimeError):
@@ -153,8 +153,9 @@ class RunResult:
         """Every client seen to drop: crashed, raised, or failed to answer a round (sorted)."""
         names = set(self.clients)
         seen = {name for r in self.rounds for name in r.failed if name in names}
-        if self.trace.keep:
-            seen |= {e.src for e in self.trace.events if e.kind in _DROP_KINDS and e.src in names}
+        if self.trace.keep:  # tracked as the trace is recorded: no scan of the events
+            for kind in _DROP_KINDS:
+                seen |= self.trace.sources(kind) & names
         return sorted(seen)
 
     def metrics(self) -> list[dict[str, Any]]:

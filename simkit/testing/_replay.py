@@ -49,6 +49,12 @@ def scenario_toml(
     """
     data = _merged(scenario, faults, protocol)
     header = f"# Replays exactly with:\n#   simkit run {file_name}\n"
+    name = str(data.get("protocol", {}).get("name", "fedavg"))
+    if protocol is not None and ":" not in name:
+        header += (
+            f"# (protocol.name {name!r} is the registered plugin: if the failing run used\n"
+            "#  another plugin object, name it 'package.module:OBJECT' here to replay it)\n"
+        )
     return header + toml_document(data)
 
 

@@ -42,7 +42,7 @@ def tutorial() -> Iterator[types.ModuleType]:
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # note_replay writes replays/ here
+    monkeypatch.chdir(tmp_path)  # run_scenario_example(replay_dir=) writes replays/ here
 
 
 def test_the_correct_protocol_passes(tutorial: types.ModuleType) -> None:
