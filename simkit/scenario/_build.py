@@ -71,6 +71,7 @@ from simkit.training import (
     Adam,
     Aggregator,
     CostModel,
+    DataCache,
     Dataset,
     FedAdagrad,
     FedAdam,
@@ -227,11 +228,15 @@ Shard = tuple[Dataset, Dataset | None]
 def _data(
     scenario: Scenario, names: list[str], seeds: SeedTree
 ) -> tuple[list[Shard], Dataset | None, int, int]:
-    """Client shards, the server's test set, the input dimension and class count."""
+    """Client shards, the server's test set, the input dimension and class count.
+
+    Shards are index views of a pooled data set (mapped from its file when it
+    can be), or lazy synthetic data drawn per client when used (DataCache).
+    """
     spec = scenario.config.data
     if isinstance(spec, SyntheticData):
-        trains, test = _synthetic(spec, names, seeds)
-        n_classes = spec.classes
+        trains, test = _synthetic(spec, names, seeds, DataCache())
+        n_classes, n_features = spec.classes, spec.dim
     else:
         pooled = _load_pooled(scenario)
         test = None
@@ -239,17 +244,17 @@ def _data(
             pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
         trains = pooled.partition(_partition(spec.partition, pooled, len(names), seeds, scenario))
         n_classes = int(pooled.y.max()) + 1 if pooled.y.ndim == 1 and len(pooled) else 1
+        n_features = int(pooled.rows(0, 1)[0].shape[1]) if pooled.rows(0, 1)[0].ndim == 2 else 1
     shards = []
     for name, train in zip(names, trains, strict=True):
         if len(train) == 0:
             raise scenario.error("data", f"client {name} gets no samples ({len(names)} clients)")
         shards.append(_valid_split(train, spec.valid_fraction, seeds.numpy("data", "valid", name)))
-    n_features = int(shards[0][0].x.shape[1]) if shards[0][0].x.ndim == 2 else 1
     return shards, test, n_features, max(n_classes, 2)
 
 
 def _synthetic(
-    spec: SyntheticData, names: list[str], seeds: SeedTree
+    spec: SyntheticData, names: list[str], seeds: SeedTree, cache: DataCache
 ) -> tuple[list[Dataset], Dataset | None]:
     data = synthetic(
         spec.alpha,
@@ -260,6 +265,7 @@ def _synthetic(
         n_classes=spec.classes,
         samples_per_client=spec.samples,
         iid=spec.iid,
+        cache=cache,
     )
     if spec.test_fraction == 0:
         return data, None
@@ -268,11 +274,12 @@ def _synthetic(
         train, held = _split(shard, 1.0 - spec.test_fraction, seeds.numpy("data", "test", name))
         trains.append(train)
         if held is not None:
-            tests.append(held)
+            tests.append(held.epoch(shuffle=False))  # one draw of the client's data for both
     if not tests:  # every shard too small to hold a test sample out
         return trains, None
-    test = Dataset(np.concatenate([t.x for t in tests]), np.concatenate([t.y for t in tests]))
-    return trains, test if tests else None
+    return trains, Dataset(
+        np.concatenate([x for x, _ in tests]), np.concatenate([y for _, y in tests])
+    )
 
 
 def _split(data: Dataset, keep: float, rng: np.random.Generator) -> tuple[Dataset, Dataset | None]:
@@ -309,10 +316,12 @@ def _checked(scenario: Scenario, data: Dataset) -> Dataset:
     """Refuse arrays no model can train on: not numbers, NaN, negative labels, no rows."""
     if len(data) == 0:
         raise scenario.error("data.path", "the arrays have no rows")
-    for key, array in (("x", data.x), ("y", data.y)):
+    for key, array in (("x", data.rows(0, 1)[0]), ("y", data.y)):
         if array.dtype.kind not in "biuf":
             raise scenario.error("data.path", f"{key} must hold numbers, got dtype {array.dtype}")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # x in blocks: a mapped file may be larger than memory
+        blocks = data.chunks() if key == "x" else [(array, array)]
+        if array.dtype.kind == "f" and not all(np.isfinite(b).all() for b, _ in blocks):
             raise scenario.error("data.path", f"{key} holds NaN or infinite values")
     if data.y.dtype.kind in "iu" and data.y.min() < 0:
         raise scenario.error("data.path", f"labels must be >= 0, got {int(data.y.min())}")

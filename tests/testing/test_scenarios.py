@@ -99,6 +99,11 @@ class Knobs(BaseModel):
 class DataKnobs:
     timeout: float = 10.0
     count: int = 3
+    label: str = "x"  # no derived strategy: keeps its default
+
+
+class Required(BaseModel):
+    label: str
 
 
 @given(st.fixed_dictionaries(derive_option_strategies(Knobs)))
@@ -110,6 +115,12 @@ def test_pydantic_constraints_bound_the_drawn_values(values: dict[str, Any]) -> 
 def test_dataclass_numbers_stay_on_their_defaults_side(values: dict[str, Any]) -> None:
     assert 0 < values["timeout"] <= 10.0
     assert values["count"] >= 1
+    assert values["label"] == "x"
+
+
+def test_a_required_field_without_a_strategy_is_named() -> None:
+    with pytest.raises(TypeError, match=r"Required\.label: no strategy for the type"):
+        derive_option_strategies(Required)
 
 
 def test_options_come_from_the_plugins_model_or_nowhere() -> None:
