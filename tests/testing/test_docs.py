@@ -42,7 +42,7 @@ def tutorial() -> Iterator[types.ModuleType]:
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # note_replay writes replays/ here
+    monkeypatch.chdir(tmp_path)  # run_scenario_example(replay_dir=) writes replays/ here
 
 
 def test_the_correct_protocol_passes(tutorial: types.ModuleType) -> None:
@@ -58,7 +58,9 @@ def test_each_planted_bug_is_found_with_a_replay_file(
 ) -> None:
     with pytest.raises(InvariantViolation, match=message):
         getattr(tutorial, name)()
-    assert (tmp_path / "replays" / "example.toml").is_file()
+    (saved,) = (tmp_path / "replays").iterdir()  # named after the running test
+    assert saved.name.startswith("test_each_planted_bug")
+    assert name.removeprefix("test_").upper() in saved.read_text()
 
 
 def test_the_noisy_client_fails_only_the_determinism_check(tutorial: types.ModuleType) -> None:

@@ -39,7 +39,6 @@ from simkit.testing import (
     NondeterministicRun,
     fault_schedules,
     kit_settings,
-    note_replay,
     replay_file,
     run_scenario_example,
     scenarios,
@@ -213,7 +212,6 @@ def _gone_at_round_starts(result: RunResult) -> dict[int, set[str]]:
 
 def run_example(plugin: PollPlugin, example: tuple[dict[str, Any], FaultSchedule]) -> None:
     scenario, faults = example
-    note_replay(scenario, faults, protocol=plugin.name)
     check_poll(run_scenario_example(scenario, faults=faults, plugin=plugin))
 
 
