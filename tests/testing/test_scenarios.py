@@ -193,8 +193,9 @@ def test_a_failing_example_reports_its_replay_file(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="the property fails") as info:
         prop()
     notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "# Replays exactly with:\n#   simkit run tiny.toml" in notes
-    saved = tomllib.loads((tmp_path / "tiny.toml").read_text())
+    path = tmp_path / "test_a_failing_example_reports_its_replay_file.toml"  # the test's name
+    assert f"# Replays exactly with:\n#   simkit run {path}" in notes
+    saved = tomllib.loads(path.read_text())
     assert saved["seed"] == 4
     assert saved["faults"]["events"] == [
         {"kind": "crash", "at": 0.5, "actor": "c000", "mode": "silent"}
