@@ -29,6 +29,7 @@ __all__ = [
     "live_rounds",
     "load",
     "output_args",
+    "report_errors",
     "round_bytes",
     "round_table",
     "run_args",
@@ -38,6 +39,7 @@ __all__ = [
     "scenario_check_args",
     "scenario_schema",
     "scenario_schema_args",
+    "verbose_arg",
 ]
 
 
@@ -86,6 +88,14 @@ def output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint directory")
     parser.add_argument("--faults", metavar="FILE.toml", help="add the faults of a fault file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    verbose_arg(parser)
+
+
+def verbose_arg(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: full tracebacks of actors that raised (``run``, ``serve``, ``client``)."""
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the full traceback of each actor that raised"
+    )
 
 
 def run_args(parser: argparse.ArgumentParser) -> None:
@@ -183,8 +193,7 @@ def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int
     if not args.quiet:
         console.print(round_table(result))
         console.print(footer(result), highlight=False, soft_wrap=True)
-    for actor, text in result.errors:
-        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+    report_errors(args, result.errors, result.tracebacks)
     if args.save_weights:
         try:
             result.save_weights(args.save_weights)
@@ -205,6 +214,17 @@ def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int
         _out(result.to_json())
     clients = set(result.clients)
     return 1 if any(actor not in clients for actor, _ in result.errors) else 0
+
+
+def report_errors(
+    args: argparse.Namespace, errors: list[tuple[str, str]], tracebacks: list[tuple[str, str]]
+) -> None:
+    """One line per actor that raised (where it raised); ``--verbose``: the tracebacks."""
+    for actor, text in errors:
+        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+    if getattr(args, "verbose", False):
+        for actor, text in tracebacks:
+            _out(f"--- actor {actor}:\n{text}", sys.stderr)
 
 
 def _console(stream: IO[str]) -> Console:
@@ -247,6 +267,8 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def round_bytes(result: RunResult) -> list[int]:
     """Bytes sent for each round: from its start (0 for the first) to the next one's."""
+    if not result.rounds:  # a run that failed before its first round
+        return []
     if not result.trace.keep:
         return [0] * len(result.rounds)
     sends = [(e.t, e.nbytes) for e in result.trace.events if e.kind == "send"]
@@ -310,12 +332,20 @@ def _abort_reasons(rounds: list[RoundRecord], most: int = 5) -> str | None:
 
 
 def footer(result: RunResult) -> str:
-    """Two lines after the table: totals and digests."""
+    """Lines after the table: faults that never fired, totals and digests."""
     from simkit.trace import format_bytes
 
     summary = result.summary()
     dropped = " ".join(summary["dropped"]) or "none"
-    return (
+    unfired = ""
+    if result.unfired_faults:
+        from simkit.faults import describe_fault
+
+        unfired = "faults that never fired: " + "; ".join(
+            describe_fault(f) for f in result.unfired_faults
+        )
+        unfired += "\n"
+    return unfired + (
         f"{summary['rounds_completed']}/{len(result.rounds)} rounds completed, "
         f"{summary['clients']} clients, dropped: {dropped}\n"
         f"{summary['messages']} messages ({format_bytes(summary['bytes'])}), "
@@ -370,20 +400,20 @@ def scenario_check(args: argparse.Namespace) -> int:
     protocol cannot use.
     """
     from simkit.protocol import UnknownProtocol, find_protocol
-    from simkit.scenario import ScenarioError, build, load_scenario
+    from simkit.runner import check_scenario
+    from simkit.scenario import ScenarioError, load_scenario
 
     for path in args.files:
         try:
             scenario = load_scenario(path, args.overrides)
             cfg = scenario.config
             try:
-                plugin = find_protocol(cfg.protocol.name)
+                if ":" not in cfg.protocol.name:
+                    find_protocol(cfg.protocol.name)
             except (UnknownProtocol, ImportError):
                 checked = f"protocol {cfg.protocol.name!r} not installed: its table is unchecked"
             else:
-                plugin.validate(cfg.protocol.options(), path)
-                built = build(scenario)
-                plugin.build(built.setup, built.sim)
+                check_scenario(scenario)
                 checked = "protocol checked, scenario built"
         except (ScenarioError, ValueError) as exc:
             raise _cli_error(str(exc)) from None

@@ -198,6 +198,9 @@ class ProtocolPlugin(Protocol):
     """What a protocol package registers under ``simkit.protocols``."""
 
     name: str
+    # Optional: ``checkpoints = True`` when the protocol saves its state to
+    # ``setup.checkpoint_dir`` and resumes from ``setup.resume_dir``; without
+    # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.
