@@ -22,6 +22,7 @@ from simkit.secagg._crypto import (
     encryption_key,
     mask_seed,
 )
+from simkit.secagg._design import DESIGN_ABORT_RATE, DESIGN_DROPOUT, abort_bound, degree_for
 from simkit.secagg._errors import (
     SecAggCryptoError,
     SecAggError,
@@ -69,6 +70,8 @@ from simkit.secagg._shamir import (
 )
 
 __all__ = [
+    "DESIGN_ABORT_RATE",
+    "DESIGN_DROPOUT",
     "DEFAULT_PRG",
     "DEGREE_TABLE",
     "KEY_BYTES",
@@ -104,10 +107,12 @@ __all__ = [
     "SecAggUnmaskShares",
     "ShamirError",
     "Share",
+    "abort_bound",
     "add_mask",
     "agree",
     "decrypt",
     "default_degree",
+    "degree_for",
     "encrypt",
     "encryption_key",
     "expand_mask",
