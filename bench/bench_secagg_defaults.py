@@ -145,7 +145,8 @@ def full_round(n: int, k: int, seed: int, round_id: int) -> dict[str, Any]:
     expected = predict(adj, stages, config.threshold)
     drop = dict(zip(server.graph.names, stages.tolist(), strict=True))
     clients = {
-        c: SecAggClient(c, tree.child("client", c), np.ones(1, np.uint64)) for c in server.graph.names
+        c: SecAggClient(c, tree.child("client", c), np.ones(1, np.uint64))
+        for c in server.graph.names
     }
     sends = server.start()
     for stage in range(1, 5):
@@ -182,7 +183,9 @@ def main() -> None:
         simulate(10_000, default_degree(10_000), big),
     ]
     report["old_default"] = [simulate(1_000, 72, rounds // 4), simulate(10_000, 86, big // 2)]
-    report["full_rounds"] = [full_round(1_000, default_degree(1_000), 0, r) for r in range(1, full + 1)]
+    report["full_rounds"] = [
+        full_round(1_000, default_degree(1_000), 0, r) for r in range(1, full + 1)
+    ]
     # small rings, where aborts are common: the model against the cores, round by round
     report["full_rounds_small"] = [full_round(60, 12, 0, r) for r in range(1, 6 + 1)]
     report["model_matches_cores"] = all(

@@ -40,18 +40,23 @@ from simkit.secagg._messages import (
     SecAggAdvertiseKeys,
     SecAggCiphertexts,
     SecAggConfig,
+    SecAggConsistencyCheck,
+    SecAggConsistencySignature,
     SecAggKeyList,
     SecAggMaskedInput,
     SecAggResult,
     SecAggSetup,
     SecAggShareKeys,
+    SecAggSignedKeyList,
+    SecAggSignedKeys,
+    SecAggSignedUnmaskRequest,
     SecAggStage,
     SecAggUnmaskRequest,
     SecAggUnmaskShares,
 )
 from simkit.secagg._shamir import ShamirError, Share, reconstruct_secret
 
-__all__ = ["SecAggServer"]
+__all__ = ["ACTIVE_STAGES", "PASSIVE_STAGES", "SecAggServer"]
 
 Stage = SecAggStage
 M = TypeVar("M", bound=Message)
@@ -62,12 +67,26 @@ _REPLY_TYPES: Final[dict[SecAggStage, type[Message]]] = {
     Stage.MASKED_INPUT: SecAggMaskedInput,
     Stage.UNMASKING: SecAggUnmaskShares,
 }
-_NEXT: Final = {
-    Stage.ADVERTISE_KEYS: Stage.SHARE_KEYS,
-    Stage.SHARE_KEYS: Stage.MASKED_INPUT,
-    Stage.MASKED_INPUT: Stage.UNMASKING,
-    Stage.UNMASKING: Stage.DONE,
+_ACTIVE_REPLY_TYPES: Final[dict[SecAggStage, type[Message]]] = {
+    **_REPLY_TYPES,
+    Stage.ADVERTISE_KEYS: SecAggSignedKeys,
+    Stage.CONSISTENCY: SecAggConsistencySignature,
 }
+PASSIVE_STAGES: Final = (
+    Stage.ADVERTISE_KEYS,
+    Stage.SHARE_KEYS,
+    Stage.MASKED_INPUT,
+    Stage.UNMASKING,
+)
+"""The stages of a passive-mode round, in order; stage ``i`` builds ``U_i``."""
+ACTIVE_STAGES: Final = (
+    Stage.ADVERTISE_KEYS,
+    Stage.SHARE_KEYS,
+    Stage.MASKED_INPUT,
+    Stage.CONSISTENCY,
+    Stage.UNMASKING,
+)
+"""The stages of an active-mode round: a consistency check before unmasking."""
 
 
 class _Abort(Exception):
@@ -170,7 +189,7 @@ class SecAggServer:
             SecAggLocalError: Called before :meth:`start` or after the end.
             SecAggRemoteError: A client's reply breaks a protocol rule.
         """
-        expected = _REPLY_TYPES.get(self.stage)
+        expected = self._reply_types.get(self.stage)
         if expected is None:
             raise SecAggLocalError(f"step() in stage {self.stage.value}")
         previous = self._sets[-1]
@@ -192,8 +211,27 @@ class SecAggServer:
         except SecAggRemoteError as exc:
             self._abort(f"protocol error: {exc}", stage, ())
             raise
-        self.stage = _NEXT[stage]
+        following = (*self.stages, Stage.DONE)
+        self.stage = following[following.index(stage) + 1]
         return sends
+
+    @property
+    def stages(self) -> tuple[SecAggStage, ...]:
+        """The round's stages in order (:data:`PASSIVE_STAGES` or :data:`ACTIVE_STAGES`)."""
+        return ACTIVE_STAGES if self.active else PASSIVE_STAGES
+
+    @property
+    def active(self) -> bool:
+        """Whether the round runs in active-adversary mode."""
+        return self.config.adversary == "active"
+
+    def expected_reply(self) -> type[Message] | None:
+        """The reply type of the stage in progress (``None`` before or after the stages)."""
+        return self._reply_types.get(self.stage)
+
+    @property
+    def _reply_types(self) -> dict[SecAggStage, type[Message]]:
+        return _ACTIVE_REPLY_TYPES if self.active else _REPLY_TYPES
 
     @property
     def survivors(self) -> tuple[tuple[str, ...], ...]:
@@ -250,12 +288,17 @@ class SecAggServer:
         for v in sorted(u1):
             names = self._in(v, u1)
             keys = [self._keys[n] for n in names]
-            out[v] = SecAggKeyList(
+            columns = (
                 self.config.round_id,
                 tuple(names),
                 tuple(k.c_pk for k in keys),
                 tuple(k.s_pk for k in keys),
             )
+            if self.active:
+                signatures = tuple(k.signature for k in keys if isinstance(k, SecAggSignedKeys))
+                out[v] = SecAggSignedKeyList(*columns, signatures)
+            else:
+                out[v] = SecAggKeyList(*columns)
         return out
 
     def _after_share_keys(self, u2: frozenset[str]) -> dict[str, Message]:
@@ -292,7 +335,23 @@ class SecAggServer:
                 tuple(n for n in self.graph.neighbours(v) if n in dropped),
                 len(u3),
             )
+        if self.active:
+            check = SecAggConsistencyCheck(self.config.round_id, tuple(sorted(u3)))
+            return dict.fromkeys(sorted(u3), check)
         return dict(self._requests)
+
+    def _after_consistency(self, signed: frozenset[str]) -> dict[str, Message]:
+        """Active mode: each signer's unmask request, with its neighbourhood's signatures."""
+        sigs = {v: self._reply(v, SecAggConsistencySignature).signature for v in signed}
+        out: dict[str, Message] = {}
+        for v in sorted(signed):
+            asked, signers = self._requests[v], self._in(v, signed)
+            out[v] = self._requests[v] = SecAggSignedUnmaskRequest(
+                *(asked.round_id, asked.survivors, asked.dropped, asked.n_survivors),
+                tuple(signers),
+                tuple(sigs[n] for n in signers),
+            )
+        return out
 
     def _check_survivors(self, u3: frozenset[str]) -> None:
         """Abort before any share is asked for when unmasking would fail or leak.
@@ -380,5 +439,6 @@ class SecAggServer:
         Stage.ADVERTISE_KEYS: "_after_advertise",
         Stage.SHARE_KEYS: "_after_share_keys",
         Stage.MASKED_INPUT: "_after_masked_input",
+        Stage.CONSISTENCY: "_after_consistency",
         Stage.UNMASKING: "_after_unmask",
     }
