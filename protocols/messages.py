@@ -11,6 +11,7 @@ their class names, so the wire and the fault triggers (``type =
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,13 @@ from simkit.training import (
     Weighting,
     Weights,
 )
+from simkit.validation import (
+    Expect,
+    check_effort,
+    check_eval_result,
+    check_metrics,
+    check_train_result,
+)
 
 __all__ = [
     "Error",
@@ -34,6 +42,9 @@ __all__ = [
     "TrainDone",
     "TrainReply",
     "TrainRequest",
+    "expect_evaluation",
+    "expect_train",
+    "expect_train_done",
 ]
 
 
@@ -145,3 +156,44 @@ class Error(Message):
     round: int
     stage: Literal["train", "evaluate", "weights", "secagg"]
     text: str
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def expect_train(
+    round: int | None, weights: Weights, aux_types: Mapping[str, type[AuxVar]]
+) -> Expect:
+    """What a server expects from a client asked to train in ``round``.
+
+    A :class:`TrainReply` of that round whose update has the names, dtypes
+    and shapes of ``weights`` (finite values, a finite weight >= 0), with
+    auxiliary variables only for modules in ``aux_types``; or an
+    :class:`Error`. ``round=None``: no request is outstanding.
+    """
+
+    def check(msg: TrainReply) -> None:
+        assert round is not None
+        check_train_result(msg.result, round=round, weights=weights, aux_types=aux_types)
+
+    return Expect((TrainReply, Error), round, {TrainReply: check})
+
+
+def expect_train_done(round: int | None) -> Expect:
+    """A :class:`TrainDone` (finite metric states, an effort) of ``round``, or an :class:`Error`."""
+
+    def check(msg: TrainDone) -> None:
+        check_metrics(msg.metrics, "metrics")
+        check_effort(msg.effort, "effort")
+
+    return Expect((TrainDone, Error), round, {TrainDone: check})
+
+
+def expect_evaluation(round: int | None) -> Expect:
+    """An :class:`EvaluationReply` of ``round`` (finite metric states), or an :class:`Error`."""
+
+    def check(msg: EvaluationReply) -> None:
+        assert round is not None
+        check_eval_result(msg.result, round=round)
+
+    return Expect((EvaluationReply, Error), round, {EvaluationReply: check})

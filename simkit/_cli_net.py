@@ -19,7 +19,14 @@ import socket
 import sys
 from typing import IO, Any
 
-from simkit._cli_run import live_rounds, load, output_args, run_live, scenario_args
+from simkit._cli_run import (
+    live_rounds,
+    load,
+    output_args,
+    run_live,
+    scenario_args,
+    verbose_arg,
+)
 
 __all__ = ["client_args", "client_command", "serve_args", "serve_command"]
 
@@ -137,6 +144,7 @@ def client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON last")
     parser.add_argument("--trace", metavar="FILE", help="write the client's trace as JSON lines")
     parser.add_argument("--quiet", action="store_true", help="no summary line")
+    verbose_arg(parser)
 
 
 def client_command(args: argparse.Namespace) -> int:
@@ -166,6 +174,9 @@ def client_command(args: argparse.Namespace) -> int:
     problem = result.problem()
     if problem is not None:
         _out(f"simkit: error: {problem}", sys.stderr)
+    if args.verbose:
+        for actor, text in result.tracebacks:
+            _out(f"--- actor {actor}:\n{text}", sys.stderr)
     if args.json:
         _out(json.dumps(summary, separators=(",", ":")))
     return 0 if problem is None else 1

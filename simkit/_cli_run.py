@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 __all__ = [
     "finish",
     "footer",
+    "integer",
     "live_rounds",
     "load",
     "output_args",
+    "report_errors",
     "round_bytes",
     "round_table",
     "run_args",
@@ -37,6 +39,7 @@ __all__ = [
     "scenario_check_args",
     "scenario_schema",
     "scenario_schema_args",
+    "verbose_arg",
 ]
 
 
@@ -50,13 +53,21 @@ def _cli_error(message: str) -> Exception:
     return CLIError(message)
 
 
+def integer(value: str) -> int:
+    """An option's integer value (``--seed``): ``expected an integer, got 'abc'``."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+
+
 # ----------------------------------------------------------------------------- run
 
 
 def scenario_args(parser: argparse.ArgumentParser) -> None:
     """The scenario file, ``--seed`` and ``--set`` (``run``, ``serve``, ``client``)."""
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
-    parser.add_argument("--seed", type=int, help="the run's seed (overrides the file's)")
+    parser.add_argument("--seed", type=integer, help="the run's seed (overrides the file's)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -77,6 +88,14 @@ def output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="DIR", help="continue from a checkpoint directory")
     parser.add_argument("--faults", metavar="FILE.toml", help="add the faults of a fault file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    verbose_arg(parser)
+
+
+def verbose_arg(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: full tracebacks of actors that raised (``run``, ``serve``, ``client``)."""
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the full traceback of each actor that raised"
+    )
 
 
 def run_args(parser: argparse.ArgumentParser) -> None:
@@ -174,8 +193,7 @@ def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int
     if not args.quiet:
         console.print(round_table(result))
         console.print(footer(result), highlight=False, soft_wrap=True)
-    for actor, text in result.errors:
-        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+    report_errors(args, result.errors, result.tracebacks)
     if args.save_weights:
         try:
             result.save_weights(args.save_weights)
@@ -196,6 +214,17 @@ def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int
         _out(result.to_json())
     clients = set(result.clients)
     return 1 if any(actor not in clients for actor, _ in result.errors) else 0
+
+
+def report_errors(
+    args: argparse.Namespace, errors: list[tuple[str, str]], tracebacks: list[tuple[str, str]]
+) -> None:
+    """One line per actor that raised (where it raised); ``--verbose``: the tracebacks."""
+    for actor, text in errors:
+        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+    if getattr(args, "verbose", False):
+        for actor, text in tracebacks:
+            _out(f"--- actor {actor}:\n{text}", sys.stderr)
 
 
 def _console(stream: IO[str]) -> Console:
@@ -238,6 +267,8 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def round_bytes(result: RunResult) -> list[int]:
     """Bytes sent for each round: from its start (0 for the first) to the next one's."""
+    if not result.rounds:  # a run that failed before its first round
+        return []
     if not result.trace.keep:
         return [0] * len(result.rounds)
     sends = [(e.t, e.nbytes) for e in result.trace.events if e.kind == "send"]
@@ -254,13 +285,23 @@ def round_bytes(result: RunResult) -> list[int]:
 
 def round_table(result: RunResult) -> Any:
     """A rich table: round, sampled, replied, dropped, loss, accuracy, bytes, virtual time."""
+    from rich import box
     from rich.table import Table
 
     from simkit.trace import format_bytes
 
-    table = Table(title=f"{result.scenario} ({result.protocol}, seed {result.seed})")
-    for column in ("round", "sampled", "replied", "dropped", "loss", "accuracy", "bytes", "time"):
-        table.add_column(column, justify="right")
+    # Light rules, no edge padding: the table fits 80 columns (stdout not a terminal)
+    # without wrapping or cutting a cell.
+    table = Table(
+        title=f"{result.scenario} ({result.protocol}, seed {result.seed})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    late = any(r.late for r in result.rounds)  # FedBuff: stale replies discarded
+    columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
+    for column in [*columns, "loss", "accuracy", "bytes", "time"]:
+        table.add_column(column, justify="right", no_wrap=True)
     for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
         style = "red" if r.aborted else None
         table.add_row(
@@ -268,22 +309,43 @@ def round_table(result: RunResult) -> Any:
             str(len(r.sampled)),
             str(len(r.replied)),
             str(len(r.failed)),
+            *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),
             format_bytes(nbytes),
             f"{r.t_end:.2f} s",
             style=style,
         )
+    table.caption = _abort_reasons(result.rounds)
+    table.caption_justify = "left"
     return table
 
 
+def _abort_reasons(rounds: list[RoundRecord], most: int = 5) -> str | None:
+    """Why rounds aborted, one line each (the first ``most``), under the table."""
+    lines = [
+        f"round {r.round} aborted: {r.reason or 'no reason given'}" for r in rounds if r.aborted
+    ]
+    if len(lines) > most:
+        lines[most:] = [f"... and {len(lines) - most} more aborted rounds"]
+    return "\n".join(lines) or None
+
+
 def footer(result: RunResult) -> str:
-    """Two lines after the table: totals and digests."""
+    """Lines after the table: faults that never fired, totals and digests."""
     from simkit.trace import format_bytes
 
     summary = result.summary()
     dropped = " ".join(summary["dropped"]) or "none"
-    return (
+    unfired = ""
+    if result.unfired_faults:
+        from simkit.faults import describe_fault
+
+        unfired = "faults that never fired: " + "; ".join(
+            describe_fault(f) for f in result.unfired_faults
+        )
+        unfired += "\n"
+    return unfired + (
         f"{summary['rounds_completed']}/{len(result.rounds)} rounds completed, "
         f"{summary['clients']} clients, dropped: {dropped}\n"
         f"{summary['messages']} messages ({format_bytes(summary['bytes'])}), "
@@ -338,20 +400,20 @@ def scenario_check(args: argparse.Namespace) -> int:
     protocol cannot use.
     """
     from simkit.protocol import UnknownProtocol, find_protocol
-    from simkit.scenario import ScenarioError, build, load_scenario
+    from simkit.runner import check_scenario
+    from simkit.scenario import ScenarioError, load_scenario
 
     for path in args.files:
         try:
             scenario = load_scenario(path, args.overrides)
             cfg = scenario.config
             try:
-                plugin = find_protocol(cfg.protocol.name)
+                if ":" not in cfg.protocol.name:
+                    find_protocol(cfg.protocol.name)
             except (UnknownProtocol, ImportError):
                 checked = f"protocol {cfg.protocol.name!r} not installed: its table is unchecked"
             else:
-                plugin.validate(cfg.protocol.options(), path)
-                built = build(scenario)
-                plugin.build(built.setup, built.sim)
+                check_scenario(scenario)
                 checked = "protocol checked, scenario built"
         except (ScenarioError, ValueError) as exc:
             raise _cli_error(str(exc)) from None

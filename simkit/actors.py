@@ -18,31 +18,24 @@ when asked.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
 
+from simkit._connection import Connection, Rejected
 from simkit._mailbox import Mailbox
-from simkit.channels import BrokenChannel, Channel, ChannelClosed, ConnectError, Listener
-from simkit.heartbeat import HeartbeatConfig, LivenessMonitor
+from simkit._session import JoinPolicy, Session, SessionState
+from simkit.channels import BrokenChannel, Channel, ChannelClosed, Listener
+from simkit.heartbeat import HeartbeatConfig
 from simkit.messages import (
     PROTOCOL_VERSION,
-    Accept,
-    ActionMessage,
-    Drop,
     Join,
     Message,
-    Ping,
-    Pong,
-    Reject,
-    Send,
     SerializedMessage,
     encode_message,
-    version_compatible,
 )
 from simkit.rng import PathPart, SeedTree
 from simkit.runtime import VirtualEventLoop
@@ -61,8 +54,6 @@ __all__ = [
 
 TypeFilter = str | type[Message] | Iterable[str | type[Message]] | None
 
-_MAX_NAME = 128
-
 #: Default per-peer mailbox limits: messages from one peer waiting unread.
 PEER_QUEUE_MESSAGES = 1024
 PEER_QUEUE_BYTES = 256 << 20
@@ -80,15 +71,6 @@ class PeerGone(Exception):
         super().__init__(f"peer {peer!r} is gone: {reason}")
         self.peer = peer
         self.reason = reason
-
-
-class Rejected(ConnectError):
-    """The server answered ``Join`` with ``Reject``."""
-
-    def __init__(self, flag: str, detail: str) -> None:
-        super().__init__(f"join rejected ({flag}): {detail}")
-        self.flag = flag
-        self.detail = detail
 
 
 class Received:
@@ -182,163 +164,6 @@ def _type_names(types: TypeFilter) -> frozenset[str] | None:
     return frozenset(names)
 
 
-# ----------------------------------------------------------------------------- connections
-
-ConnState = Literal["joining", "connecting", "open", "closed"]
-
-
-class _Connection:
-    """One connection as seen from one actor: handshake, heartbeats, dispatch."""
-
-    __slots__ = (
-        "_timer",
-        "channel",
-        "ctx",
-        "joined",
-        "monitor",
-        "peer",
-        "session",
-        "state",
-    )
-
-    def __init__(self, ctx: Context, channel: Channel, state: ConnState, peer: str) -> None:
-        self.ctx = ctx
-        self.channel = channel
-        self.state: ConnState = state
-        self.peer = peer
-        self.monitor = LivenessMonitor(ctx._heartbeat, ctx._loop.time())
-        self._timer: asyncio.TimerHandle | None = None
-        self.joined: asyncio.Future[ConnectError | None] | None = None
-        self.session = 0
-
-    # -- sending -----------------------------------------------------------------------
-
-    def send(self, msg: ActionMessage) -> int:
-        nbytes = self.channel.send_nowait(msg)
-        self.monitor.sent(self.ctx._loop.time())
-        return nbytes
-
-    def send_encoded(self, body: bytes, type_name: str) -> int:
-        nbytes = self.channel.send_encoded(body, type_name)
-        self.monitor.sent(self.ctx._loop.time())
-        return nbytes
-
-    # -- heartbeats ----------------------------------------------------------------------
-
-    def start_heartbeats(self) -> None:
-        if self.ctx._heartbeat.enabled:
-            self._timer = self.ctx._loop.call_at(self.monitor.next_check(), self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        if self.state != "open":
-            return
-        now = self.ctx._loop.time()
-        if self.monitor.is_gone(now):
-            silence = now - self.monitor.last_heard
-            self.ctx._lost_peer(self, f"silent for {silence:g} s (heartbeat)")
-            return
-        seq = self.monitor.ping_due(now)
-        if seq is not None:
-            try:
-                self.channel.send_nowait(Ping(seq))
-            except (ChannelClosed, BrokenChannel) as exc:
-                self.ctx._lost_peer(self, str(exc))
-                return
-        self._timer = self.ctx._loop.call_at(self.monitor.next_check(), self._tick)
-
-    # -- receiving -----------------------------------------------------------------------
-
-    def on_message(self, msg: ActionMessage) -> None:
-        if self.state == "open":
-            self.monitor.heard(self.ctx._loop.time())
-            if isinstance(msg, Send):
-                assert isinstance(msg.payload, SerializedMessage)
-                self.ctx._deliver(self.peer, msg.payload)
-            elif isinstance(msg, Ping):
-                if self.monitor.pong_due(self.ctx._loop.time()):
-                    self._reply_pong(msg.seq)
-            elif isinstance(msg, Pong):
-                self.monitor.pong(msg.seq, self.ctx._loop.time())
-            elif isinstance(msg, Drop):
-                self.ctx._lost_peer(self, f"left: {msg.reason or 'no reason given'}")
-            else:
-                self._protocol_error(f"unexpected {type(msg).__name__} on an open connection")
-        elif self.state == "joining":
-            self._on_join(msg)
-        elif self.state == "connecting":
-            self._on_join_answer(msg)
-
-    def _reply_pong(self, seq: int) -> None:
-        try:
-            self.send(Pong(seq))
-        except (ChannelClosed, BrokenChannel) as exc:
-            self.ctx._lost_peer(self, str(exc))
-
-    def on_close(self, reason: str) -> None:
-        if self.state == "joining":
-            self.ctx._drop_pending(self)
-        if self.state == "connecting" and self.joined is not None and not self.joined.done():
-            self.joined.set_result(ConnectError(f"connection closed during join: {reason}"))
-        if self.state == "open":
-            self.ctx._lost_peer(self, f"connection closed: {reason}")
-        self.state = "closed"
-
-    def _protocol_error(self, detail: str) -> None:
-        self.ctx._record("protocol_error", self.peer, info=detail)
-        if self.state == "open":
-            self.ctx._lost_peer(self, f"protocol error: {detail}")
-        self.close(detail)
-
-    def close(self, reason: str) -> None:
-        self.state = "closed"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.channel.close(reason)
-
-    # -- handshake -------------------------------------------------------------------------
-
-    def _on_join(self, msg: ActionMessage) -> None:
-        if not isinstance(msg, Join):
-            self._protocol_error(f"expected Join, got {type(msg).__name__}")
-            return
-        problem = self.ctx._join_problem(msg)
-        if problem is not None:
-            flag, detail = problem
-            self.ctx._record("reject", msg.name, info=f"{flag}: {detail}")
-            try:
-                self.channel.send_nowait(Reject(flag, detail))
-            except (ChannelClosed, BrokenChannel):
-                pass
-            self.ctx._drop_pending(self)
-            self.close(f"rejected: {flag}")
-            return
-        self.peer = msg.name
-        try:
-            self.send(Accept())
-        except (ChannelClosed, BrokenChannel):
-            self.state = "closed"
-            return
-        self.ctx._add_peer(self)
-
-    def _on_join_answer(self, msg: ActionMessage) -> None:
-        assert self.joined is not None
-        if isinstance(msg, Accept):
-            self.ctx._add_peer(self)
-            if not self.joined.done():
-                self.joined.set_result(None)
-        elif isinstance(msg, Reject):
-            self.state = "closed"
-            self.channel.close("rejected")
-            if not self.joined.done():
-                self.joined.set_result(Rejected(msg.flag, msg.detail))
-        else:
-            self._protocol_error(f"expected Accept or Reject, got {type(msg).__name__}")
-            if not self.joined.done():
-                self.joined.set_result(Rejected("protocol", f"unexpected {type(msg).__name__}"))
-
-
 # ----------------------------------------------------------------------------- context
 
 
@@ -358,15 +183,14 @@ class Context:
         self._sim = sim
         self._loop = asyncio.get_running_loop()
         self._heartbeat: HeartbeatConfig = sim.heartbeat
-        self._peers: dict[str, _Connection] = {}
+        self._peers: dict[str, Connection] = {}
         # joining connections, in arrival order (a dict: O(1) removal)
-        self._pending: dict[_Connection, None] = {}
+        self._pending: dict[Connection, None] = {}
         self._mailbox = Mailbox(sim.peer_queue_messages, sim.peer_queue_bytes)
         self._waiters: list[_Waiter] = []
         self._peer_watchers: list[asyncio.Future[None]] = []
         self._listener: Listener | None = None
-        self._token = ""
-        self._admit: frozenset[str] | None = None
+        self._policy = JoinPolicy()
         self._alive = True
         self.waiting_on = "starting"
         self.speed = 1.0
@@ -413,6 +237,12 @@ class Context:
     def _record(self, kind: str, dst: str = "", type: str = "", info: str = "") -> None:
         self._sim.trace.record(self._loop.time(), kind, self.name, dst, type, 0, "", info)
 
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        return self._loop.call_at(when, callback)
+
     # -- connections ---------------------------------------------------------------------------
 
     def listen(self, *, token: str = "", admit: Iterable[str] | None = None) -> None:
@@ -425,8 +255,7 @@ class Context:
         """
         if self._listener is not None:
             return
-        self._token = token
-        self._admit = None if admit is None else frozenset(admit)
+        self._policy = JoinPolicy(token, None if admit is None else frozenset(admit))
         self._listener = self._sim.transport.listen(self.name, self.name)
         self._listener.start(self._on_accept)
 
@@ -442,9 +271,12 @@ class Context:
             TimeoutError: No answer within ``timeout`` seconds.
         """
         channel = await self._sim.transport.connect(self.name, server)
-        conn = _Connection(self, channel, "connecting", name or channel.remote)
+        session = Session(
+            SessionState.CONNECTING, name or channel.remote, self._heartbeat, self._now()
+        )
+        conn = Connection(self, channel, session)
         conn.joined = self._loop.create_future()
-        channel.start(conn.on_message, conn.on_close)
+        conn.start()
         conn.send(Join(self.name, PROTOCOL_VERSION, token))
         self.waiting_on = f"connect({server})"
         try:
@@ -477,7 +309,7 @@ class Context:
         longer applies. Nothing about a peer is kept after it leaves.
         """
         conn = self._peers.get(peer)
-        return 0 if conn is None else conn.session
+        return 0 if conn is None else conn.number
 
     async def wait_for_peers(self, n: int, timeout: float | None = None) -> list[str]:
         """Wait until at least ``n`` peers are connected; return them sorted.
@@ -504,42 +336,26 @@ class Context:
         if not self._alive:
             channel.close("actor is down")
             return
-        conn = _Connection(self, channel, "joining", channel.remote)
+        session = Session(
+            SessionState.JOINING, channel.remote, self._heartbeat, self._now(), self._policy
+        )
+        conn = Connection(self, channel, session)
         self._pending[conn] = None
-        channel.start(conn.on_message, conn.on_close)
-        if conn.state == "joining":  # a client that never says Join is shown the door
-            deadline = self._loop.time() + self._heartbeat.silence_limit
-            self._loop.call_at(deadline, self._join_expired, conn)
+        conn.start()
+        if session.state is SessionState.JOINING:
+            conn.arm_join_expiry()
 
-    def _join_expired(self, conn: _Connection) -> None:
-        if conn.state == "joining":
-            self._record("protocol_error", conn.peer, info="no Join in time")
-            self._drop_pending(conn)
-            conn.close("no Join in time")
-
-    def _drop_pending(self, conn: _Connection) -> None:
+    def _drop_pending(self, conn: Connection) -> None:
         self._pending.pop(conn, None)
 
-    def _join_problem(self, join: Join) -> tuple[str, str] | None:
-        if not version_compatible(PROTOCOL_VERSION, join.version):
-            return "version", f"server speaks {PROTOCOL_VERSION}, client {join.version}"
-        if self._token and not hmac.compare_digest(join.token.encode(), self._token.encode()):
-            return "auth", "wrong token"
-        if not join.name or len(join.name) > _MAX_NAME or not join.name.isprintable():
-            return "name", f"invalid actor name {join.name[:40]!r}"
-        if self._admit is not None and join.name not in self._admit:
-            return "name", f"{join.name!r} is not admitted by {self.name}"
-        return None
-
-    def _add_peer(self, conn: _Connection) -> None:
+    def _add_peer(self, conn: Connection) -> None:
         self._drop_pending(conn)
         old = self._peers.get(conn.peer)
         if old is not None and old is not conn:
             self._lost_peer(old, "replaced by a new connection")
-        conn.state = "open"
         self._peers[conn.peer] = conn
         self._session_seq += 1
-        conn.session = self._session_seq
+        conn.number = self._session_seq
         self._mailbox.peer_joined(conn.peer)
         self._record("peer_up", conn.peer)
         conn.start_heartbeats()
@@ -548,12 +364,12 @@ class Context:
             if not fut.done():
                 fut.set_result(None)
 
-    def _lost_peer(self, conn: _Connection, reason: str) -> None:
+    def _lost_peer(self, conn: Connection, reason: str, *, word: bool = False) -> None:
         if self._peers.get(conn.peer) is not conn:
-            conn.close(reason)
+            conn.close(reason, word=word)
             return
         del self._peers[conn.peer]
-        conn.close(reason)
+        conn.close(reason, word=word)
         self._mailbox.peer_left(conn.peer)
         self._record("peer_down", conn.peer, info=reason)
         down = _PeerDown(conn.peer, reason)
@@ -565,7 +381,7 @@ class Context:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def _conn(self, dst: str) -> _Connection:
+    def _conn(self, dst: str) -> Connection:
         conn = self._peers.get(dst)
         if conn is None:
             raise PeerGone(dst)
@@ -635,13 +451,8 @@ class Context:
         )
         mailbox.discard(src)
         conn = self._peers.get(src)
-        if conn is None:
-            return
-        try:
-            conn.channel.send_nowait(Drop(reason))
-        except (ChannelClosed, BrokenChannel):
-            pass
-        self._lost_peer(conn, reason)
+        if conn is not None:
+            self._lost_peer(conn, reason, word=True)
 
     def _take(
         self, types: frozenset[str] | None, sources: AbstractSet[str] | None
@@ -841,12 +652,7 @@ class Context:
         if self._listener is not None:
             self._listener.close()
         for conn in [*self._pending, *(self._peers[name] for name in sorted(self._peers))]:
-            if conn.state == "open":
-                try:
-                    conn.channel.send_nowait(Drop(reason))
-                except (ChannelClosed, BrokenChannel):
-                    pass
-            conn.close(reason)
+            conn.close(reason, word=True)
         self._peers.clear()
         self._pending.clear()
         self._mailbox.clear()
@@ -855,9 +661,7 @@ class Context:
         """The actor crashed: stop everything without a word (the network was told)."""
         self._alive = False
         for conn in [*self._pending, *self._peers.values()]:
-            conn.state = "closed"
-            if conn._timer is not None:
-                conn._timer.cancel()
+            conn.close("crashed")
         self._peers.clear()
         self._pending.clear()
         self._mailbox.clear()

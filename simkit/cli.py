@@ -15,14 +15,16 @@ line ``simkit: error: ...`` on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, NoReturn
 
 from simkit._cli_net import client_args, client_command, serve_args, serve_command
 from simkit._cli_run import (
+    integer,
     run_args,
     run_command,
     scenario_check,
@@ -31,6 +33,7 @@ from simkit._cli_run import (
     scenario_schema_args,
 )
 from simkit._version import __version__
+from simkit.compare import compare_args, compare_command
 from simkit.trace import (
     Event,
     TraceFormatError,
@@ -59,6 +62,13 @@ Handler = Callable[[argparse.Namespace], int]
 
 class CLIError(Exception):
     """A user-facing error: reported as ``simkit: error: <message>``, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,23 @@ def _csv(value: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}")
     return names
+
+
+def _number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = integer(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -131,8 +158,8 @@ def _add_heartbeats(parser: argparse.ArgumentParser) -> None:
 
 def _add_window(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actors", type=_csv, metavar="A,B", help="only events involving these")
-    parser.add_argument("--from", dest="t_from", type=float, metavar="T", help="start time (s)")
-    parser.add_argument("--to", dest="t_to", type=float, metavar="T", help="end time (s)")
+    parser.add_argument("--from", dest="t_from", type=_number, metavar="T", help="start time (s)")
+    parser.add_argument("--to", dest="t_to", type=_number, metavar="T", help="end time (s)")
 
 
 # ----------------------------------------------------------------------------- trace
@@ -181,7 +208,11 @@ def _trace_diff_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="first trace file")
     parser.add_argument("b", metavar="B", help="second trace file")
     parser.add_argument(
-        "--context", type=int, default=3, metavar="N", help="common events shown before the split"
+        "--context",
+        type=_non_negative_int,
+        default=3,
+        metavar="N",
+        help="common events shown before the split",
     )
 
 
@@ -246,7 +277,7 @@ def _trace_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=7, help="the run's seed (default 7)")
+    parser.add_argument("--seed", type=integer, default=7, help="the run's seed (default 7)")
     parser.add_argument("--trace", metavar="FILE", help="write the trace as JSONL")
     parser.add_argument("--mermaid", metavar="FILE", help="write a Mermaid sequence diagram")
 
@@ -254,7 +285,13 @@ def _demo_args(parser: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from simkit.demo import print_demo
 
-    print_demo(args.seed, args.trace, args.mermaid)
+    for path in (args.trace, args.mermaid):
+        if path is not None and not os.path.isdir(os.path.dirname(path) or "."):
+            raise CLIError(f"{path}: cannot write: no such directory")
+    try:
+        print_demo(args.seed, args.trace, args.mermaid)
+    except OSError as exc:
+        raise CLIError(f"{exc.filename}: cannot write: {exc.strerror or exc}") from None
     return 0
 
 
@@ -290,6 +327,12 @@ COMMANDS: list[Command] = [
     Command("scenario", "validate scenario files, export their JSON Schema", _scenario_args),
     Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),
     Command("trace", "inspect, compare and draw recorded traces", _trace_args),
+    Command(
+        "compare",
+        "compare runs: overlaid curves, a side-by-side table",
+        compare_args,
+        compare_command,
+    ),
 ]
 """Top-level subcommands, in ``--help`` order; append to add one."""
 
@@ -307,7 +350,7 @@ def _add_subcommands(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``simkit`` argument parser, with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Deterministic virtual-time actor simulation for federated learning.",
     )
@@ -346,5 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`simkit trace show t.jsonl | head`): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except MemoryError:
+        # A size the estimate before the run did not foresee (a user's model
+        # or data): still one line, never a traceback.
+        _out(f"{PROG}: error: out of memory: the inputs are too large for this machine", sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

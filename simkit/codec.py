@@ -542,11 +542,13 @@ class _Decoding:
                 f"array of shape {shape} and dtype {dtype.str} has {count * dtype.itemsize} "
                 f"bytes, header says {nbytes}"
             )
-        if count and (offset % 8 or offset + nbytes > len(self.data)):
+        if count and offset + nbytes > len(self.data):
             raise DecodeError(
-                f"array bytes [{offset}, {offset + nbytes}) are not 8-aligned inside "
-                f"the data section of {len(self.data)} bytes"
+                f"array bytes [{offset}, {offset + nbytes}) lie outside the data section "
+                f"of {len(self.data)} bytes"
             )
+        if count and offset % 8:
+            raise DecodeError(f"array offset {offset} is not 8-aligned")
         if not count:
             array = np.empty(shape, dtype)
         else:

@@ -37,6 +37,7 @@ __all__ = [
     "Restore",
     "Slowdown",
     "Trigger",
+    "describe_fault",
     "per_round_dropouts",
     "random_crashes",
 ]
@@ -71,6 +72,10 @@ class Trigger:
             raise FaultError(f"trigger count must be an integer >= 1, got {self.count!r}")
         if not isinstance(self.kind, str) or not self.kind:
             raise FaultError(f"trigger kind must be a non-empty string, got {self.kind!r}")
+        for key in ("src", "dst", "type"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, str) and value):
+                raise FaultError(f"trigger {key} must be a non-empty string, got {value!r}")
 
     def matches(self, kind: str, src: str, dst: str, type_name: str) -> bool:
         """Whether one event passes the filters (the count is kept elsewhere)."""
@@ -159,6 +164,19 @@ class Degrade(_Timing):
         _check_actor("degrade", self.actor)
         if self.latency is None and self.loss is None and self.bandwidth is None:
             raise FaultError("degrade: give at least one of latency, loss, bandwidth")
+        if self.latency is not None:
+            from simkit.channels.memory import latency_from_spec  # channels import faults
+
+            try:
+                latency_from_spec(self.latency)
+            except ValueError as exc:
+                raise FaultError(f"degrade: {exc}") from None
+        if self.loss is not None and not (_is_number(self.loss) and 0 <= self.loss <= 1):
+            raise FaultError(f"degrade: 'loss' must be a probability in [0, 1], got {self.loss!r}")
+        if self.bandwidth is not None and not (_is_number(self.bandwidth) and self.bandwidth > 0):
+            raise FaultError(
+                f"degrade: 'bandwidth' must be a finite number > 0, got {self.bandwidth!r}"
+            )
 
     def changes(self) -> dict[str, Any]:
         """The link fields that change."""
@@ -191,8 +209,8 @@ class Slowdown(_Timing):
     def __post_init__(self) -> None:
         self._check_timing("slowdown")
         _check_actor("slowdown", self.actor)
-        if not (isinstance(self.factor, (int, float)) and self.factor > 0):
-            raise FaultError(f"slowdown factor must be > 0, got {self.factor!r}")
+        if not (_is_number(self.factor) and self.factor > 0):
+            raise FaultError(f"slowdown factor must be a finite number > 0, got {self.factor!r}")
 
 
 Fault = Crash | Restart | Partition | Heal | Degrade | Restore | Slowdown
@@ -209,6 +227,11 @@ _KINDS: dict[str, type[Fault]] = {
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
 
 
+def _is_number(value: object) -> bool:
+    """A finite int or float (``True`` is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_actor(what: str, actor: str) -> None:
     if not isinstance(actor, str) or not actor:
         raise FaultError(f"{what}: 'actor' must be a non-empty name, got {actor!r}")
@@ -217,6 +240,25 @@ def _check_actor(what: str, actor: str) -> None:
 def fault_kind(fault: Fault) -> str:
     """The schedule name of a fault's type (``"crash"``, ``"heal"`` ...)."""
     return _KIND_OF[type(fault)]
+
+
+def describe_fault(fault: Fault) -> str:
+    """One phrase: ``crash c003 at 12.5 s``, ``crash c003 on deliver TrainRequest #4 to c003``."""
+    words = [fault_kind(fault)]
+    actor = getattr(fault, "actor", "")
+    groups = getattr(fault, "groups", None)
+    if actor:
+        words.append(actor)
+    elif groups is not None:
+        words.append(" | ".join(",".join(g) for g in groups))
+    if fault.at is not None:
+        words.append(f"at {fault.at:g} s")
+    elif fault.on is not None:
+        on = fault.on
+        words += ["on", on.kind, on.type or "any message", f"#{on.count}"]
+        words += [f"from {on.src}"] if on.src else []
+        words += [f"to {on.dst}"] if on.dst else []
+    return " ".join(words)
 
 
 def fault_to_dict(fault: Fault) -> dict[str, Any]:
@@ -426,4 +468,6 @@ def per_round_dropouts(
             trigger = Trigger(kind="deliver", dst=actor, type=round_type, count=r)
             faults.append(Crash(on=trigger, actor=actor, mode=mode))
         alive = [a for a in alive if a not in dropped]
+        if not alive:  # nothing left to draw for (``rounds`` may be huge)
+            break
     return FaultSchedule(tuple(faults))

@@ -220,7 +220,12 @@ class SerializedMessage:
             fields = _unpack_doc(self.payload, _Decoding(self.data))
         except DecodeError as exc:
             raise DecodeError(f"{self.type} payload: {exc}") from exc
-        return build(cls, fields)
+        try:
+            return build(cls, fields)
+        except DecodeError:
+            raise
+        except Exception as exc:  # contract: DecodeError only, whatever the input
+            raise DecodeError(f"{self.type}: {type(exc).__name__}: {exc}") from exc
 
     def digest(self) -> str:
         """The sha256 hex digest of the payload followed by the data section."""

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from simkit.faults import FaultError, FaultSchedule
+from simkit._outcomes import dropped_by_cause
+from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind, fault_to_dict
 from simkit.protocol import (
     ProtocolPlugin,
     ProtocolRun,
@@ -55,6 +56,7 @@ __all__ = [
     "RunError",
     "RunResult",
     "TransportName",
+    "check_scenario",
     "run_client",
     "run_scenario",
     "serve_scenario",
@@ -87,7 +89,7 @@ SUMMARY_KEYS = (
 )
 """The keys of :meth:`RunResult.summary` required by the JSON contract, in order."""
 
-_DROP_KINDS = frozenset({"crash", "actor_error"})
+_DROP_KINDS = ("actor_error", "crash")
 
 
 class RunError(RuntimeError):
@@ -109,11 +111,16 @@ class RunResult:
         virtual_time_s: Virtual time at the end of the run.
         wall_time_s: Wall-clock seconds the simulation took (reporting only).
         errors: ``(actor, error text)`` for each actor that raised (and each
-            client process that failed).
+            client process that failed); an actor's text ends with where it
+            raised: ``ValueError: boom (at protocols.fedavg._server:123 in f)``.
         transport: ``"memory"`` (virtual time) or ``"tcp"`` (real time: then
             ``virtual_time_s`` is the real time the run took, as the server saw it).
         artifacts: Protocol extras for the report (a protocol run's optional
             ``artifacts()``: FedAvg's SecAgg teaching view).
+        tracebacks: ``(actor, full traceback)`` in the order of ``errors``
+            (``simkit run --verbose`` prints them).
+        unfired_faults: Faults of the schedule that never applied: their
+            trigger never matched, or the run ended before their time.
     """
 
     scenario: str
@@ -128,6 +135,8 @@ class RunResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     transport: TransportName = "memory"
     artifacts: dict[str, Any] = field(default_factory=dict)
+    tracebacks: list[tuple[str, str]] = field(default_factory=list)
+    unfired_faults: list[Fault] = field(default_factory=list)
 
     @property
     def clients(self) -> list[str]:
@@ -144,8 +153,9 @@ class RunResult:
         """Every client seen to drop: crashed, raised, or failed to answer a round (sorted)."""
         names = set(self.clients)
         seen = {name for r in self.rounds for name in r.failed if name in names}
-        if self.trace.keep:
-            seen |= {e.src for e in self.trace.events if e.kind in _DROP_KINDS and e.src in names}
+        if self.trace.keep:  # tracked as the trace is recorded: no scan of the events
+            for kind in _DROP_KINDS:
+                seen |= self.trace.sources(kind) & names
         return sorted(seen)
 
     def metrics(self) -> list[dict[str, Any]]:
@@ -156,6 +166,7 @@ class RunResult:
                 "participants": len(r.replied),
                 "loss": _finite(r.loss),
                 "accuracy": _finite(r.accuracy),
+                "late": r.late,
             }
             for r in self.rounds
         ]
@@ -178,7 +189,11 @@ class RunResult:
             "weights_digest": self.weights.digest(),
             "metrics": self.metrics(),
             "refused": self.trace.count("reject"),
+            "dropped_by_cause": dropped_by_cause(
+                self.rounds, self.trace.events if self.trace.keep else [], self.clients
+            ),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
+            "unfired_faults": [fault_to_dict(f) for f in self.unfired_faults],
         }
 
     def _repr_html_(self) -> str:
@@ -210,6 +225,7 @@ class ClientResult:
         trace: The client's trace (its sends, deliveries, joins).
         wall_time_s: Seconds the run took.
         errors: ``(actor, error text)`` if the client raised.
+        tracebacks: ``(actor, full traceback)`` in the order of ``errors``.
     """
 
     name: str
@@ -217,6 +233,7 @@ class ClientResult:
     trace: Trace
     wall_time_s: float
     errors: list[tuple[str, str]] = field(default_factory=list)
+    tracebacks: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def joined(self) -> bool:
@@ -319,6 +336,7 @@ def run_scenario(
     if processes and isinstance(path_or_mapping, (Mapping, Scenario)):
         raise ValueError("processes=True needs a scenario file: the client processes read it")
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    _check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
     tcp = _tcp(LOOPBACK) if transport == "tcp" else None
     built, handle = _assemble(
         scenario,
@@ -390,6 +408,7 @@ def serve_scenario(
         RunError: The run failed.
     """
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    _check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
     tcp = _tcp(host, {SERVER: format_host_port(host, port)}, token=token)
     built, handle = _assemble(
         scenario,
@@ -463,10 +482,26 @@ def run_client(
     )
     built.sim.set_daemon(name, False)  # alone here: the run ends when the client does
     result, wall, _ = _simulate_real(built.sim, tcp)
-    client = ClientResult(name, server, result.trace, wall, list(result.errors))
+    client = ClientResult(
+        name, server, result.trace, wall, list(result.errors), list(result.tracebacks)
+    )
     if trace_file is not None:
         _write_trace(client.trace, trace_file)
     return client
+
+
+def check_scenario(scenario: Scenario, plugin: ProtocolPlugin | None = None) -> None:
+    """What :func:`run_scenario` refuses before its first round, without running.
+
+    Finds the protocol, lets it check its table, builds the data, model,
+    clients, faults and the protocol's actors, and checks the faults against
+    them (actor names, message types).
+
+    Raises:
+        ScenarioError: The first problem, as one line.
+    """
+    scenario, chosen = _prepare(scenario, None, None, plugin)
+    _assemble(scenario, chosen, transport=None, only=None)
 
 
 def format_host_port(host: str, port: int) -> str:
@@ -497,6 +532,21 @@ def _prepare(
     return scenario, chosen
 
 
+def _check_checkpoints(
+    scenario: Scenario,
+    chosen: ProtocolPlugin,
+    *,
+    checkpoint: str | os.PathLike[str] | None,
+    resume: str | os.PathLike[str] | None,
+) -> None:
+    """``--checkpoint``/``--resume`` need a plugin that says ``checkpoints = True``."""
+    _directory(resume, "resume", create=False)  # a missing one is the first problem
+    for option, value in (("--checkpoint", checkpoint), ("--resume", resume)):
+        if value is not None and not getattr(chosen, "checkpoints", False):
+            name = scenario.config.protocol.name
+            raise ScenarioError(f"{option}: protocol {name!r} does not support checkpoints")
+
+
 def _assemble(
     scenario: Scenario,
     chosen: ProtocolPlugin,
@@ -519,7 +569,7 @@ def _assemble(
                     "protocol.name",
                     f"protocol {scenario.config.protocol.name!r} added no actor named {name!r}",
                 ) from None
-    _check_fault_actors(scenario, built.sim)
+    _check_faults(scenario, built.sim)
     return built, handle
 
 
@@ -545,6 +595,8 @@ def _run_result(
         errors=list(result.errors) + problems,
         transport=transport,
         artifacts=_artifacts(handle),
+        tracebacks=list(result.tracebacks),
+        unfired_faults=list(result.unfired),
     )
 
 
@@ -649,20 +701,46 @@ def _directory(path: str | os.PathLike[str] | None, what: str, *, create: bool) 
     return directory
 
 
-def _check_fault_actors(scenario: Scenario, sim: Simulation) -> None:
-    """A fault naming an actor the run does not have is a scenario error, not a crash."""
+def _check_faults(scenario: Scenario, sim: Simulation) -> None:
+    """A fault naming an actor or a message type the run does not have is an error.
+
+    Such a fault would never fire: a typo (``TrainReqest``) must not pass as
+    a run without faults.
+    """
+    from simkit.messages import registered_types
+
+    known = sorted(set(registered_types()) | _ACTION_TYPES)
     for fault in sim.faults:
-        names = [getattr(fault, "actor", "")]
-        groups = getattr(fault, "groups", None)
-        if groups is not None:
-            names = [n for group in groups for n in group]
-        for name in names:
-            if not name:
-                continue
+        for name in _fault_actors(fault):
             try:
                 sim.is_running(name)
             except KeyError:
                 raise scenario.error("faults", f"no actor named {name!r} in this run") from None
+        on = fault.on
+        if on is not None and on.type is not None and on.type not in known:
+            raise scenario.error(
+                _trigger_key(scenario, on.type),
+                f"no message type is named {on.type!r} (a {fault_kind(fault)} fault would "
+                f"never fire); known: {', '.join(known)}",
+            )
+
+
+def _fault_actors(fault: Fault) -> list[str]:
+    groups = getattr(fault, "groups", None)
+    if groups is not None:
+        return [n for group in groups for n in group if n]
+    name = getattr(fault, "actor", "")
+    return [name] if name else []
+
+
+def _trigger_key(scenario: Scenario, type_name: str) -> str:
+    """The scenario key a trigger's message type came from (best guess)."""
+    faults = scenario.config.faults
+    if faults.dropout is not None and faults.dropout.message == type_name:
+        return "faults.dropout.message"
+    if faults.per_round is not None and faults.per_round.message == type_name:
+        return "faults.per_round.message"
+    return "faults"
 
 
 def _simulate(sim: Simulation) -> tuple[Any, float]:

@@ -76,7 +76,7 @@ class FedAvgClient(Actor):
         self.token = token
         self.connect_timeout = connect_timeout
         self.manager = TrainingManager(
-            setup.model(),
+            setup.models,  # one model per worker, borrowed for each round
             setup.client_optimizer(),
             client.train,
             client.valid,
@@ -154,8 +154,9 @@ class FedAvgClient(Actor):
         return msg
 
     def _keep_weights(self, msg: TrainRequest | EvaluationRequest) -> None:
-        if msg.weights is not None:
-            self.weights, self.version = msg.weights, msg.version
+        if msg.weights is not None:  # one copy per version among this worker's clients
+            self.weights = self.setup.models.shared.share(msg.version, msg.weights)
+            self.version = msg.version
 
     def _answer(self, request: TrainRequest | EvaluationRequest) -> tuple[Message, float]:
         """The reply to ``request`` and the compute time it cost."""

@@ -102,6 +102,10 @@ class FedAvgCore:
         chosen = rng.choice(len(pool), size=want, replace=False)
         return sorted(pool[int(i)] for i in chosen)
 
+    def aux_types(self) -> dict[str, type[AuxVar]]:
+        """Module name -> the auxiliary variable type the server optimizer takes."""
+        return self.optimizer.aux_types()
+
     def begin_round(self, round: int) -> None:
         """Start ``round``: schedules and the server's auxiliary variables."""
         self.round = round
@@ -150,7 +154,12 @@ class FedAvgCore:
                 loss,
                 f"{len(used)} usable replies < min_replies {self.options.min_replies}",
             )
-        update = self.setup.aggregator.aggregate({c: results[c].updates for c in used})
+        # A reply of weight 0 (no step taken, weighted by steps) adds nothing to
+        # a weighted mean, and a per-client mean (robust aggregators) cannot take it.
+        positive = {c: results[c].updates for c in used if results[c].updates.weight > 0}
+        if not positive:
+            return RoundOutcome(False, used, loss, "every usable reply has weight 0")
+        update = self.setup.aggregator.aggregate(positive)
         aux = _sum_aux({c: results[c].aux for c in used})
         self.apply(update, aux)
         return RoundOutcome(True, used, loss)

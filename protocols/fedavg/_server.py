@@ -12,7 +12,15 @@ import numpy as np
 from protocols._tables import checkpoint_header
 from protocols.fedavg._core import FedAvgCore, RoundOutcome
 from protocols.fedavg._secure import update_layout
-from protocols.messages import Error, EvaluationReply, TrainDone, TrainReply
+from protocols.messages import (
+    Error,
+    EvaluationReply,
+    TrainDone,
+    TrainReply,
+    expect_evaluation,
+    expect_train,
+    expect_train_done,
+)
 from protocols.secagg import (
     SecAggSettings,
     SecureSumOutcome,
@@ -26,6 +34,7 @@ from simkit.messages import Message
 from simkit.protocol import RoundRecord
 from simkit.secagg import SecAggMaskedInput, SecAggServer
 from simkit.training import EvalResult, TrainResult, save_state
+from simkit.validation import Bad, Expect, check_reply
 
 __all__ = ["SERVER_NAME", "FedAvgServer", "checkpoint_path"]
 
@@ -261,36 +270,50 @@ class FedAvgServer(Actor):
     ) -> _Collected:
         """Wait for one ``kind`` reply of round ``r`` from each client, until ``timeout``.
 
-        Replies of other rounds are counted as late and discarded; an
-        ``Error`` fails its client.
+        Every reply goes through :func:`~simkit.validation.check_reply`:
+        replies to earlier rounds are counted late and discarded; an
+        ``Error`` or a reply that fails validation fails its client.
         """
         out = _Collected()
         deadline = ctx.now() + timeout
         stage = "evaluate" if kind is EvaluationReply else "train"
+        expect = self._expect(kind, r)
         waiting = list(clients)
         while waiting:
             left = deadline - ctx.now()
             if left <= 0:
                 out.failed += waiting
                 break
-            replies, gone = await ctx.wait_for_replies(waiting, (kind, Error), timeout=left)
+            replies, gone = await ctx.wait_for_replies(waiting, expect.types, timeout=left)
             out.failed += gone
             waiting = []
             for name, item in replies.items():
-                msg = item.decode()
-                if isinstance(msg, Error) and msg.round == r and msg.stage in (stage, "weights"):
-                    ctx.log(f"{name} failed round {r} ({msg.stage}): {msg.text}")
-                    if msg.stage == "weights":
+                got = check_reply(item, expect)
+                if isinstance(got, Bad):
+                    ctx.log(f"{name} failed round {r} ({stage}): bad {got.type}: {got.reason}")
+                    out.failed.append(name)
+                elif isinstance(got, Error) and got.stage in (stage, "weights"):
+                    ctx.log(f"{name} failed round {r} ({got.stage}): {got.text}")
+                    if got.stage == "weights":
                         self._holds.pop(name, None)
                     out.failed.append(name)
-                elif isinstance(msg, (TrainReply, EvaluationReply)) and msg.round == r:
-                    out.results[name] = msg.result
-                elif isinstance(msg, TrainDone) and msg.round == r:
-                    out.results[name] = msg
-                else:
+                elif isinstance(got, TrainReply | EvaluationReply):
+                    out.results[name] = got.result
+                elif isinstance(got, TrainDone):
+                    out.results[name] = got
+                else:  # Late, or an Error of another stage
                     out.late += 1
                     waiting.append(name)
         return out
+
+    def _expect(
+        self, kind: type[TrainReply] | type[TrainDone] | type[EvaluationReply], r: int
+    ) -> Expect:
+        if kind is TrainReply:
+            return expect_train(r, self.core.weights, self.core.aux_types())
+        if kind is TrainDone:
+            return expect_train_done(r)
+        return expect_evaluation(r)
 
     async def _evaluate(
         self, ctx: Context, r: int, outcome: RoundOutcome

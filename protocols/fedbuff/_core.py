@@ -246,8 +246,12 @@ class FedBuffCore:
         self._failed.add(client)
         return "no new work for it until the next update"
 
+    def on_late(self) -> None:
+        """A reply answered no current job (an earlier request, or none): discarded."""
+        self._late += 1
+
     def on_bad_reply(self, client: str) -> None:
-        """A reply from ``client`` did not decode: it failed its job, as with an ``Error``."""
+        """A reply from ``client`` failed validation: it failed its job, as with an ``Error``."""
         if self.jobs.pop(client, None) is None:
             self._late += 1
             return
@@ -266,11 +270,16 @@ class FedBuffCore:
     def _update(self, now: float) -> RoundRecord:
         keys = sorted(self._buffer)  # client name, then arrival: a fixed summing order
         entries = [self._buffer[k] for k in keys]
+        # Updates of weight 0 (no step taken) add nothing; robust aggregators cannot take them.
         scaled = {
             k: _scaled(e.result.updates, self.options.weight(e.staleness))
             for k, e in zip(keys, entries, strict=True)
+            if e.result.updates.weight > 0
         }
-        update = self.setup.aggregator.aggregate(scaled)
+        if scaled:
+            update = self.setup.aggregator.aggregate(scaled)
+        else:
+            update = self.weights * 0.0
         self.optimizer.start_round(self.version + 1, self.weights)
         self.weights = self.optimizer.apply_server_update(self.weights, update)
         self.version += 1

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from protocols._tables import checkpoint_header
 from protocols.fedbuff._core import FedBuffCore
-from protocols.messages import Error, TrainReply
+from protocols.messages import Error, TrainReply, expect_train
 from simkit.actors import Actor, Context, Received
-from simkit.codec import DecodeError
 from simkit.protocol import RoundRecord
 from simkit.training import save_state
+from simkit.validation import Bad, Late, check_reply
 
 __all__ = ["SERVER_NAME", "FedBuffServer", "checkpoint_path"]
 
@@ -62,9 +62,8 @@ class FedBuffServer(Actor):
             if item is None:
                 item = ctx.take(_REPLIES)
             if item is not None:
-                if item.type == TrainReply.typename:
+                if self._handle(ctx, item) and item.type == TrainReply.typename:
                     last_reply = ctx.now()
-                self._handle(ctx, item)
                 item = None
                 continue
             self._sync(ctx)
@@ -85,25 +84,30 @@ class FedBuffServer(Actor):
     def _clients(self, ctx: Context) -> list[str]:
         return [p for p in ctx.peers() if p in self._known]
 
-    def _handle(self, ctx: Context, item: Received) -> None:
+    def _handle(self, ctx: Context, item: Received) -> bool:
+        """Check ``item`` and feed it to the core; returns whether it was not bad."""
         if item.src not in self._known:
-            return
-        try:
-            msg = item.decode()
-        except DecodeError as exc:
-            ctx.log(f"{item.src} sent an undecodable {item.type}: {exc}")
-            self.core.on_bad_reply(item.src)
-            return
-        if isinstance(msg, Error):
-            what = self.core.on_error(item.src, msg)
+            return False
+        core = self.core
+        job = core.jobs.get(item.src)
+        got = check_reply(item, expect_train(None if job is None else job.round, core.weights, {}))
+        if isinstance(got, Late):
+            core.on_late()
+        elif isinstance(got, Bad):
+            ctx.log(f"{item.src} failed its request: bad {got.type}: {got.reason}")
+            core.on_bad_reply(item.src)
+            return False
+        elif isinstance(got, Error):
+            what = core.on_error(item.src, got)
             ctx.log(
-                f"{item.src} failed its request of round {msg.round} ({msg.stage}): "
-                f"{msg.text}; {what}"
+                f"{item.src} failed its request of round {got.round} ({got.stage}): "
+                f"{got.text}; {what}"
             )
-        elif isinstance(msg, TrainReply):
-            record = self.core.on_reply(item.src, msg, ctx.now())
+        elif isinstance(got, TrainReply):
+            record = core.on_reply(item.src, got, ctx.now())
             if record is not None:
                 self._updated(ctx, record)
+        return True
 
     def _updated(self, ctx: Context, record: RoundRecord) -> None:
         core, setup = self.core, self.core.setup

@@ -22,6 +22,7 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ from simkit.training import (
     Adam,
     Aggregator,
     CostModel,
+    DataCache,
     Dataset,
     FedAdagrad,
     FedAdam,
@@ -156,6 +158,9 @@ def build(
     names = client_names(cfg.clients.count)
     shards, test, n_features, n_classes = _data(scenario, names, seeds)
     speeds = _speeds(cfg, seeds)
+    bad = next((v for v in speeds if not (math.isfinite(v) and v > 0)), None)
+    if bad is not None:
+        raise scenario.error("clients.speeds", f"draws a speed of {bad!r}: make sigma smaller")
     clients = tuple(
         ClientSetup(name, train, valid, speed)
         for name, (train, valid), speed in zip(names, shards, speeds, strict=True)
@@ -223,11 +228,15 @@ Shard = tuple[Dataset, Dataset | None]
 def _data(
     scenario: Scenario, names: list[str], seeds: SeedTree
 ) -> tuple[list[Shard], Dataset | None, int, int]:
-    """Client shards, the server's test set, the input dimension and class count."""
+    """Client shards, the server's test set, the input dimension and class count.
+
+    Shards are index views of a pooled data set (mapped from its file when it
+    can be), or lazy synthetic data drawn per client when used (DataCache).
+    """
     spec = scenario.config.data
     if isinstance(spec, SyntheticData):
-        trains, test = _synthetic(spec, names, seeds)
-        n_classes = spec.classes
+        trains, test = _synthetic(spec, names, seeds, DataCache())
+        n_classes, n_features = spec.classes, spec.dim
     else:
         pooled = _load_pooled(scenario)
         test = None
@@ -235,17 +244,17 @@ def _data(
             pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
         trains = pooled.partition(_partition(spec.partition, pooled, len(names), seeds, scenario))
         n_classes = int(pooled.y.max()) + 1 if pooled.y.ndim == 1 and len(pooled) else 1
+        n_features = int(pooled.rows(0, 1)[0].shape[1]) if pooled.rows(0, 1)[0].ndim == 2 else 1
     shards = []
     for name, train in zip(names, trains, strict=True):
         if len(train) == 0:
             raise scenario.error("data", f"client {name} gets no samples ({len(names)} clients)")
         shards.append(_valid_split(train, spec.valid_fraction, seeds.numpy("data", "valid", name)))
-    n_features = int(shards[0][0].x.shape[1]) if shards[0][0].x.ndim == 2 else 1
     return shards, test, n_features, max(n_classes, 2)
 
 
 def _synthetic(
-    spec: SyntheticData, names: list[str], seeds: SeedTree
+    spec: SyntheticData, names: list[str], seeds: SeedTree, cache: DataCache
 ) -> tuple[list[Dataset], Dataset | None]:
     data = synthetic(
         spec.alpha,
@@ -256,6 +265,7 @@ def _synthetic(
         n_classes=spec.classes,
         samples_per_client=spec.samples,
         iid=spec.iid,
+        cache=cache,
     )
     if spec.test_fraction == 0:
         return data, None
@@ -264,9 +274,12 @@ def _synthetic(
         train, held = _split(shard, 1.0 - spec.test_fraction, seeds.numpy("data", "test", name))
         trains.append(train)
         if held is not None:
-            tests.append(held)
-    test = Dataset(np.concatenate([t.x for t in tests]), np.concatenate([t.y for t in tests]))
-    return trains, test if tests else None
+            tests.append(held.epoch(shuffle=False))  # one draw of the client's data for both
+    if not tests:  # every shard too small to hold a test sample out
+        return trains, None
+    return trains, Dataset(
+        np.concatenate([x for x, _ in tests]), np.concatenate([y for _, y in tests])
+    )
 
 
 def _split(data: Dataset, keep: float, rng: np.random.Generator) -> tuple[Dataset, Dataset | None]:
@@ -285,15 +298,34 @@ def _load_pooled(scenario: Scenario) -> Dataset:
     if isinstance(spec, NpzData):
         path = scenario.base_dir / spec.path
         try:
-            return load_npz(path, spec.x_key, spec.y_key)
+            data = load_npz(path, spec.x_key, spec.y_key)
         except FileNotFoundError:
             raise scenario.error("data.path", f"no such file {str(path)!r}") from None
         except (KeyError, ValueError, OSError) as exc:
-            raise scenario.error("data.path", str(exc).strip("\"'")) from None
+            # numpy reads what is neither .npz nor .npy as a pickle, and says so
+            problem = "not a .npz archive" if "pickle" in str(exc) else str(exc).strip("\"'")
+            raise scenario.error("data.path", problem) from None
+        return _checked(scenario, data)
     try:
         return load_digits()
     except ImportError as exc:
         raise scenario.error("data.source", str(exc)) from None
+
+
+def _checked(scenario: Scenario, data: Dataset) -> Dataset:
+    """Refuse arrays no model can train on: not numbers, NaN, negative labels, no rows."""
+    if len(data) == 0:
+        raise scenario.error("data.path", "the arrays have no rows")
+    for key, array in (("x", data.rows(0, 1)[0]), ("y", data.y)):
+        if array.dtype.kind not in "biuf":
+            raise scenario.error("data.path", f"{key} must hold numbers, got dtype {array.dtype}")
+        # x in blocks: a mapped file may be larger than memory
+        blocks = data.chunks() if key == "x" else [(array, array)]
+        if array.dtype.kind == "f" and not all(np.isfinite(b).all() for b, _ in blocks):
+            raise scenario.error("data.path", f"{key} holds NaN or infinite values")
+    if data.y.dtype.kind in "iu" and data.y.min() < 0:
+        raise scenario.error("data.path", f"labels must be >= 0, got {int(data.y.min())}")
+    return data
 
 
 def _partition(

@@ -24,8 +24,16 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from simkit.scenario._schema import ScenarioConfig
+from simkit.scenario._size import size_problem
 
-__all__ = ["Scenario", "ScenarioError", "apply_overrides", "load_scenario", "parse_override"]
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "apply_overrides",
+    "check_size",
+    "load_scenario",
+    "parse_override",
+]
 
 
 class ScenarioError(ValueError):
@@ -151,7 +159,23 @@ def load_scenario(
         base = path.parent
     if overrides:
         data = apply_overrides(data, overrides)
-    return Scenario(validate(data, name), name, base)
+    config = validate(data, name)
+    check_size(config, name)
+    return Scenario(config, name, base)
+
+
+def check_size(config: ScenarioConfig, source: str, limit: int | None = None) -> None:
+    """Refuse a scenario whose sizes cannot fit in memory, before any allocation.
+
+    Raises:
+        ScenarioError: ``source: clients.count=... needs ~X TB of memory ...``.
+    """
+    try:
+        problem = size_problem(config, limit)
+    except ValueError as exc:  # a malformed $SIMKIT_MEMORY_LIMIT
+        raise ScenarioError(f"{source}: {exc}") from None
+    if problem is not None:
+        raise ScenarioError(f"{source}: {problem[1]}")
 
 
 def _read_toml(path: Path, name: str) -> dict[str, Any]:
@@ -241,6 +265,7 @@ _TYPE_WORDS = {
     "int_type": "an integer",
     "int_from_float": "an integer",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "string_type": "a string",
     "list_type": "an array",

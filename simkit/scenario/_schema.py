@@ -1,9 +1,10 @@
 """The scenario file schema: pydantic v2 models, one per TOML table.
 
 Every model forbids unknown keys and validates strictly (a string is not a
-number, a float is not an integer), so a typo or a wrong type fails with the
-key path in the message. Tables with variants (client speeds, data sources,
-models, optimizers, schedules, aggregators, latencies) are unions tagged by
+number, a float is not an integer, ``inf`` and ``nan`` are not numbers), so a
+typo or a wrong type fails with the key path in the message. Tables with
+variants (client speeds, data sources, models, optimizers, schedules,
+aggregators, latencies) are unions tagged by
 ``kind`` (``source`` for ``[data]``); a missing tag takes the documented
 default variant. ``docs/scenarios.md`` documents every key; this module is
 the source of truth and :func:`scenario_json_schema` exports it for editors.
@@ -51,9 +52,9 @@ Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 class _Table(BaseModel):
-    """Base of every table: unknown keys and loose types are errors."""
+    """Base of every table: unknown keys, loose types and non-finite numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _default_tag(value: Any, key: str, default: str) -> Any:
@@ -219,7 +220,7 @@ class MLPModelConfig(_Table):
     hidden: list[PosInt] = Field(default_factory=lambda: [64], description="Hidden widths.")
     activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu"] = "relu"
     dropout: Fraction = Field(default=0.0, description="Dropout after each hidden layer.")
-    num_threads: PosInt | None = Field(
+    num_threads: Annotated[int, Field(gt=0, le=256)] | None = Field(
         default=1, description="torch intra-op threads during training (bitwise across machines)."
     )
 

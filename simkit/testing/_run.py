@@ -89,8 +89,14 @@ def run_scenario_example(
     overrides: Mapping[str, Any] | None = None,
     plugin: ProtocolPlugin | None = None,
     check_determinism: bool | None = None,
+    replay_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run a scenario for one hypothesis example, on a fresh virtual loop.
+
+    Inside a Hypothesis test, a scenario mapping is also noted as a replay
+    file (:func:`~simkit.testing.note_replay`: the scenario with overrides
+    and ``faults`` in one TOML file), which Hypothesis prints with the
+    failing example.
 
     Args:
         scenario: A scenario mapping (see :func:`~simkit.testing.scenarios`) or file.
@@ -101,12 +107,16 @@ def run_scenario_example(
         check_determinism: Run twice and compare the traces and the weights
             (default: on when pytest runs with ``--simkit-check-determinism``
             or the ``simkit_check_determinism`` ini option).
+        replay_dir: Also save the failing example's replay file there.
 
     Raises:
         NondeterministicRun: The two runs differ; the message shows the first
             divergent event and both digests.
     """
     from simkit.runner import run_scenario
+
+    if isinstance(scenario, Mapping):
+        _note_replay(scenario, faults, overrides, plugin, replay_dir)
 
     result = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
     if _checking(check_determinism):
@@ -119,6 +129,24 @@ def run_scenario_example(
                 f"{first[:16]} and {second[:16]}: {_CULPRITS}"
             )
     return result
+
+
+def _note_replay(
+    scenario: Mapping[str, Any],
+    faults: FaultSchedule | None,
+    overrides: Mapping[str, Any] | None,
+    plugin: ProtocolPlugin | None,
+    directory: str | os.PathLike[str] | None,
+) -> None:
+    from hypothesis import currently_in_test_context
+
+    if not currently_in_test_context():
+        return
+    from simkit.scenario import apply_overrides
+    from simkit.testing._replay import note_replay
+
+    data = apply_overrides(scenario, overrides) if overrides else scenario
+    note_replay(data, faults, protocol=plugin.name if plugin else None, directory=directory)
 
 
 _CULPRITS = (

@@ -142,7 +142,7 @@ def to_mermaid(
     selected = filter_events(
         events, actors=actors, hide_heartbeats=hide_heartbeats, t_from=t_from, t_to=t_to
     )
-    items = _mermaid_items(selected)
+    items = message_items(selected)
     # A note needs a participant to hang on, even in a trace without actors.
     names = _participants(e for e, _ in items) or (["trace"] if items else [])
     ids = _mermaid_ids(names)
@@ -155,8 +155,13 @@ def to_mermaid(
     return "\n".join(lines)
 
 
-def _mermaid_items(events: list[Event]) -> list[tuple[Event, str]]:
-    """Pair sends with deliveries; return the events to draw with their style."""
+def message_items(events: Sequence[Event]) -> list[tuple[Event, str]]:
+    """Pair sends with deliveries; return the events to draw with their style.
+
+    Styles: ``deliver`` and ``lost`` (a message, drawn once, at its delivery or
+    loss), ``send`` (a send never delivered nor lost in ``events``), ``note``
+    (any other event).
+    """
     in_flight: dict[tuple[str, str, str, int, str], deque[int]] = {}
     drawn: list[tuple[Event, str] | None] = [None] * len(events)
     for i, e in enumerate(events):

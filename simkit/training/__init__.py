@@ -25,7 +25,9 @@ from simkit.training._aggregators import (
     weight_for,
 )
 from simkit.training._data import (
+    DataCache,
     Dataset,
+    SyntheticClient,
     dirichlet,
     evenly_distribute_count_into_bins,
     iid,
@@ -81,6 +83,7 @@ from simkit.training._optimizer import (
     Optimizer,
     Schedule,
 )
+from simkit.training._pool import ModelPool
 from simkit.training._serialize import (
     load_checkpoint,
     load_state,
@@ -89,7 +92,7 @@ from simkit.training._serialize import (
     save_checkpoint,
     save_state,
 )
-from simkit.training._weights import Array, Weights
+from simkit.training._weights import Array, SharedWeights, Weights, same_bits
 
 if TYPE_CHECKING:
     from simkit.training._torch import TorchModel
@@ -105,6 +108,7 @@ __all__ = [
     "Array",
     "AuxVar",
     "CostModel",
+    "DataCache",
     "Dataset",
     "EarlyStopping",
     "Effort",
@@ -127,6 +131,7 @@ __all__ = [
     "Metric",
     "MetricState",
     "Model",
+    "ModelPool",
     "ModelUpdates",
     "MomentumModule",
     "MultiLinearDecay",
@@ -139,6 +144,8 @@ __all__ = [
     "ScaffoldServerModule",
     "ScalarMeanTracker",
     "Schedule",
+    "SharedWeights",
+    "SyntheticClient",
     "Task",
     "TorchModel",
     "TrainFailure",
@@ -163,6 +170,7 @@ __all__ = [
     "quantity_skew",
     "register_aggregate",
     "register_training_codecs",
+    "same_bits",
     "save_checkpoint",
     "save_state",
     "sum_in_order",

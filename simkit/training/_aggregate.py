@@ -127,6 +127,15 @@ class Aggregate:
         return cls(**fixed)
 
 
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number: a Python or numpy int or float, not a bool."""
+    return isinstance(value, _REALS) and not isinstance(value, _BOOLS)
+
+
+_REALS = (int, float, np.integer, np.floating)
+_BOOLS = (bool, np.bool_)
+
+
 def sum_in_order(values: Mapping[str, A]) -> A:
     """Sum aggregates in sorted key (client name) order.
 
@@ -162,6 +171,8 @@ class ModelUpdates(Aggregate):
     def __post_init__(self) -> None:
         if not isinstance(self.updates, Weights):
             raise TypeError(f"updates must be Weights, got {type(self.updates).__name__}")
+        if not is_real(self.weight):
+            raise TypeError(f"weight must be a real number, got {type(self.weight).__name__}")
         if not math.isfinite(self.weight) or self.weight < 0:
             raise ValueError(f"weight must be finite and >= 0, got {self.weight}")
 
@@ -208,6 +219,14 @@ class MeanState(MetricState):
 
     total: float
     count: float
+
+    def __post_init__(self) -> None:
+        for name in ("total", "count"):
+            value = getattr(self, name)
+            if not is_real(value):
+                raise TypeError(
+                    f"MeanState.{name} must be a real number, got {type(value).__name__}"
+                )
 
     def result(self) -> float:
         """``total / count``, ``nan`` when nothing was counted."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from simkit.training._aggregate import AuxVar, MetricState, ModelUpdates
+import numpy as np
+
+from simkit.training._aggregate import AuxVar, MetricState, ModelUpdates, is_real
 from simkit.training._aggregators import Weighting
 from simkit.training._weights import Weights
 
@@ -32,6 +34,31 @@ def _check_count(label: str, value: int | None, minimum: int = 1) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{label} must be an int >= {minimum} or None, got {value!r}")
+
+
+def _check_int(owner: str, label: str, value: object) -> None:
+    """A non-negative int (Python or numpy, not a bool)."""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{owner}.{label} must be an int >= 0, got {value!r}")
+
+
+def _check_map(owner: str, label: str, value: object, kind: type[Any]) -> None:
+    """A dict of str keys to ``kind`` values."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{owner}.{label} must be a dict, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, kind):
+            raise TypeError(
+                f"{owner}.{label}[{key!r}] must map a str to a {kind.__name__}, "
+                f"got {type(item).__name__}"
+            )
+
+
+def _check_result(owner: str, result: TrainResult | EvalResult) -> None:
+    _check_int(owner, "round", result.round)
+    _check_map(owner, "metrics", result.metrics, MetricState)
+    if not isinstance(result.effort, Effort):
+        raise TypeError(f"{owner}.effort must be an Effort, got {type(result.effort).__name__}")
 
 
 def _check_timeout(value: float | None) -> None:
@@ -54,6 +81,13 @@ class Effort:
     n_steps: int
     n_samples: int
     t_spent: float
+
+    def __post_init__(self) -> None:
+        for label in ("n_epoch", "n_steps", "n_samples"):
+            _check_int("Effort", label, getattr(self, label))
+        spent = self.t_spent
+        if not is_real(spent) or not math.isfinite(spent) or spent < 0:
+            raise ValueError(f"Effort.t_spent must be a finite number >= 0, got {spent!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +151,14 @@ class TrainResult:
     metrics: dict[str, MetricState]
     effort: Effort
 
+    def __post_init__(self) -> None:
+        _check_result("TrainResult", self)
+        if not isinstance(self.updates, ModelUpdates):
+            raise TypeError(
+                f"TrainResult.updates must be ModelUpdates, got {type(self.updates).__name__}"
+            )
+        _check_map("TrainResult", "aux", self.aux, AuxVar)
+
 
 @dataclass(frozen=True, slots=True)
 class EvalInstructions:
@@ -159,6 +201,9 @@ class EvalResult:
     round: int
     metrics: dict[str, MetricState]
     effort: Effort
+
+    def __post_init__(self) -> None:
+        _check_result("EvalResult", self)
 
 
 @dataclass(frozen=True, slots=True)

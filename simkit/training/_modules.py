@@ -49,6 +49,8 @@ class OptiModule:
     """
 
     name: ClassVar[str] = "module"
+    aux_type: ClassVar[type[AuxVar] | None] = None
+    """The auxiliary variable this module takes from the other side (``None``: none)."""
 
     def run(self, grads: Weights) -> Weights:
         """Transform the gradients of one step."""
@@ -221,6 +223,15 @@ class ScaffoldAuxVar(AuxVar):
     delta: Weights
     n_clients: int = 1
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.delta, Weights):
+            raise TypeError(
+                f"ScaffoldAuxVar.delta must be Weights, got {type(self.delta).__name__}"
+            )
+        n = self.n_clients
+        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"ScaffoldAuxVar.n_clients must be an int >= 1, got {n!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class ScaffoldServerAuxVar(AuxVar):
@@ -229,6 +240,13 @@ class ScaffoldServerAuxVar(AuxVar):
     codec_name: ClassVar[str | None] = "training.ScaffoldServerAuxVar"
 
     state: Weights | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is not None and not isinstance(self.state, Weights):
+            raise TypeError(
+                "ScaffoldServerAuxVar.state must be Weights or None, "
+                f"got {type(self.state).__name__}"
+            )
 
 
 class ScaffoldClientModule(OptiModule):
@@ -241,6 +259,7 @@ class ScaffoldClientModule(OptiModule):
     """
 
     name: ClassVar[str] = "scaffold"
+    aux_type: ClassVar[type[AuxVar] | None] = ScaffoldServerAuxVar
 
     def __init__(self) -> None:
         self.local: Weights | None = None
@@ -294,6 +313,7 @@ class ScaffoldServerModule(OptiModule):
     """
 
     name: ClassVar[str] = "scaffold"
+    aux_type: ClassVar[type[AuxVar] | None] = ScaffoldAuxVar
 
     def __init__(self, n_clients: int | None = None) -> None:
         if n_clients is not None and n_clients < 1:

@@ -170,6 +170,10 @@ class Optimizer:
                 out[mod.name] = aux
         return dict(sorted(out.items()))
 
+    def aux_types(self) -> dict[str, type[AuxVar]]:
+        """Module name -> the auxiliary variable type it takes (modules that take one)."""
+        return {m.name: m.aux_type for m in self.modules if m.aux_type is not None}
+
     def process_aux_var(self, aux: Mapping[str, AuxVar]) -> None:
         """Route received auxiliary variables to modules by name.
 

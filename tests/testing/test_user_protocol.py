@@ -39,7 +39,6 @@ from simkit.testing import (
     NondeterministicRun,
     fault_schedules,
     kit_settings,
-    note_replay,
     replay_file,
     run_scenario_example,
     scenarios,
@@ -51,13 +50,13 @@ from simkit.training import Weights
 
 @dataclass(frozen=True, slots=True)
 class Ask(Message):
-    typename: ClassVar[str] = "poll.Ask"
+    typename: ClassVar[str] = "userpoll.Ask"
     round: int
 
 
 @dataclass(frozen=True, slots=True)
 class Answer(Message):
-    typename: ClassVar[str] = "poll.Answer"
+    typename: ClassVar[str] = "userpoll.Answer"
     round: int
     value: float
 
@@ -176,7 +175,7 @@ def examples(draw: st.DrawFn, plugin: PollPlugin = PLUGIN) -> tuple[dict[str, An
     scenario = draw(scenarios(protocol=plugin.name, max_clients=4, max_rounds=3))
     names = client_names(scenario["clients"]["count"])
     rounds = scenario["rounds"]
-    faults = draw(fault_schedules(names, stages=["poll.Ask"], rounds=rounds, max_faults=2))
+    faults = draw(fault_schedules(names, stages=["userpoll.Ask"], rounds=rounds, max_faults=2))
     return scenario, faults
 
 
@@ -213,7 +212,6 @@ def _gone_at_round_starts(result: RunResult) -> dict[int, set[str]]:
 
 def run_example(plugin: PollPlugin, example: tuple[dict[str, Any], FaultSchedule]) -> None:
     scenario, faults = example
-    note_replay(scenario, faults, protocol=plugin.name)
     check_poll(run_scenario_example(scenario, faults=faults, plugin=plugin))
 
 
@@ -276,6 +274,6 @@ def test_a_client_using_the_global_rng_fails_the_determinism_recheck() -> None:
         run_scenario_example(scenario, plugin=NOISY, check_determinism=True)
     text = str(info.value)
     assert "first divergent event" in text
-    assert "poll.Answer" in text
+    assert "userpoll.Answer" in text
     assert text.count("trace digests") == 1
     run_scenario_example(scenario, plugin=PLUGIN, check_determinism=True)  # the correct one passes
