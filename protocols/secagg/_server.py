@@ -228,11 +228,14 @@ class _Driver:
             replies = await self._collect([c for c in sorted(sends) if c not in gone], kind)
             connected = [c for c in self.names if ctx.is_connected(c)]
             alive = sorted(set(replies) | set(connected))
+            known = len(core.rejected)
             try:
                 sends = core.step(replies, alive)
             except SecAggRemoteError as exc:  # the core recorded an aborted result
                 ctx.log(f"secagg round {self.round}: {exc}")
                 sends = {}
+            for name, reason in list(core.rejected.items())[known:]:  # that client fails alone
+                ctx.log(f"secagg round {self.round}: {name} failed: {reason}")
             if core.result is None:
                 ctx.mark("secagg", core.stage.value)
             gone = await self._send(sends)

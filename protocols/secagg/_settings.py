@@ -14,8 +14,8 @@ is known, filling in the defaults:
   halves the dropouts a round survives. A fraction ``f`` in ``(0, 1]``
   gives ``ceil(f * m)``; a count is used as it is. Lower thresholds are
   refused unless ``allow_weak_threshold`` (docs/secagg.md).
-- ``neighbours`` (SecAgg+): :func:`simkit.secagg.default_degree` (156 at
-  ``n = 1000``, 192 at ``10**4``: at most one round in a thousand aborts with
+- ``neighbours`` (SecAgg+): :func:`simkit.secagg.default_degree` (178 at
+  ``n = 1000``, 214 at ``10**4``: at most one round in a thousand aborts with
   a third of the clients dropping out and ``t`` a strict majority), rounded
   up to even and capped at ``n - 1`` as the graph does.
 - ``clip = 8.0``, ``bits = 32``: values in ``[-8, 8]`` (Flower's default

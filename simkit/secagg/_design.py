@@ -18,7 +18,8 @@ the client leaving the window in ``U4`` and the one entering it not. Hence
     P(abort) <= P(Bin(k+1, q) < t) + (n - 1) q (1 - q) P(Bin(k, q) = t - 1)
 
 :func:`abort_bound` computes it; :data:`~simkit.secagg.DEGREE_TABLE` holds
-the smallest even ``k`` meeting the design point at each tabulated ``n``.
+the smallest even ``k`` whose bound is a quarter of the design rate
+(:data:`DESIGN_MARGIN`) at each tabulated ``n``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ from __future__ import annotations
 from math import comb
 from typing import Final
 
-__all__ = ["DESIGN_ABORT_RATE", "DESIGN_DROPOUT", "abort_bound", "degree_for"]
+__all__ = ["DESIGN_ABORT_RATE", "DESIGN_DROPOUT", "DESIGN_MARGIN", "abort_bound", "degree_for"]
 
 DESIGN_DROPOUT: Final = 0.33
 """Share of the cohort that drops out during a round at the design point."""
 
 DESIGN_ABORT_RATE: Final = 1e-3
 """Most rounds in a thousand that may abort at the design point (one)."""
+
+DESIGN_MARGIN: Final = 4
+"""The table keeps the bound at ``DESIGN_ABORT_RATE / DESIGN_MARGIN``, so a
+measurement over a few thousand rounds stays clear of the requirement."""
 
 
 def _pmf(m: int, q: float, i: int) -> float:
@@ -53,7 +58,9 @@ def abort_bound(n: int, k: int, dropout: float = DESIGN_DROPOUT) -> float:
     return first + (n - 1) * q * (1.0 - q) * _pmf(k, q, t - 1)
 
 
-def degree_for(n: int, dropout: float = DESIGN_DROPOUT, rate: float = DESIGN_ABORT_RATE) -> int:
+def degree_for(
+    n: int, dropout: float = DESIGN_DROPOUT, rate: float = DESIGN_ABORT_RATE / DESIGN_MARGIN
+) -> int:
     """The smallest even degree whose :func:`abort_bound` is at most ``rate``.
 
     Raises:

@@ -11,15 +11,16 @@ and one protocol implementation serves both.
 
 Default degree: the smallest even ``k`` such that, with a third of the
 clients dropping out (each independently) and the threshold a strict
-majority ``t = k/2 + 1`` of a neighbourhood, at most one round in a
-thousand aborts (:mod:`simkit.secagg._design` derives the bound):
-``k = 122`` at ``n = 10**2``, ``156`` at ``10**3``, ``192`` at ``10**4``,
-``228`` at ``10**5``, ``264`` at ``10**6``, ``302`` at ``10**7``. :func:`default_degree`
-interpolates linearly in ``log10(n)`` between these points (extrapolates
-with the last slope above them), rounds up to even and caps the degree at
-``n - 1``. Google's parameter finder (security ``2**-40``, 5 % adversarial
-clients) asks for less at every ``n`` (72 at ``10**3``, 86 at ``10**4``, 96
-at ``10**5``): with its threshold below a strict majority, not ours.
+majority ``t = k/2 + 1`` of a neighbourhood, a bound on the abort rate is
+at most a quarter of one round in a thousand (:mod:`simkit.secagg._design`
+derives it): ``k = 144`` at ``n = 10**2``, ``178`` at ``10**3``, ``214`` at
+``10**4``, ``250`` at ``10**5``, ``286`` at ``10**6``, ``324`` at ``10**7``.
+:func:`default_degree` interpolates linearly in ``log10(n)`` between these
+points (extrapolates with the last slope above them), rounds up to even and
+caps the degree at ``n - 1``. Google's parameter finder (security
+``2**-40``, 5 % adversarial clients) asks for less at every ``n`` (72 at
+``10**3``, 86 at ``10**4``, 96 at ``10**5``): with its threshold below a
+strict majority, not ours.
 
 Party numbers: a client's number is its 1-based position among all client
 names sorted; Shamir shares are evaluated at it.
@@ -38,12 +39,12 @@ from simkit.rng import SeedTree
 __all__ = ["DEGREE_TABLE", "NeighbourGraph", "default_degree"]
 
 DEGREE_TABLE: Final = (
-    (100, 122),
-    (1_000, 156),
-    (10_000, 192),
-    (100_000, 228),
-    (1_000_000, 264),
-    (10_000_000, 302),
+    (100, 144),
+    (1_000, 178),
+    (10_000, 214),
+    (100_000, 250),
+    (1_000_000, 286),
+    (10_000_000, 324),
 )
 """``(n, k)`` points of the default SecAgg+ degree (``simkit.secagg._design.degree_for``)."""
 

@@ -109,6 +109,8 @@ class SecAggServer:
         result: The outcome, once ``stage`` is ``DONE`` or ``ABORTED``.
         received: Every reply admitted, in order, as ``(client, message)``:
             all the server holds (for audits and tests).
+        rejected: Client -> why its reply was refused (it then counts as
+            having dropped out in that stage).
 
     Raises:
         ValueError: Fewer than two clients, or a threshold above the number
@@ -145,6 +147,7 @@ class SecAggServer:
         self._requests: dict[str, SecAggUnmaskRequest] = {}
         self._total: np.ndarray | None = None
         self.received: list[tuple[str, Message]] = []
+        self.rejected: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the driver's API
 
@@ -187,21 +190,19 @@ class SecAggServer:
 
         Raises:
             SecAggLocalError: Called before :meth:`start` or after the end.
-            SecAggRemoteError: A client's reply breaks a protocol rule.
+            SecAggRemoteError: The replies together break a rule the server
+                must never break (both shares of one client revealed); the
+                round is recorded as aborted. A reply that breaks a rule on
+                its own only fails its sender (:attr:`rejected`).
         """
         expected = self._reply_types.get(self.stage)
         if expected is None:
             raise SecAggLocalError(f"step() in stage {self.stage.value}")
         previous = self._sets[-1]
         alive_set = set(alive)
-        current = frozenset(n for n in replies if n in previous and n in alive_set)
+        answered = sorted(n for n in replies if n in previous and n in alive_set)
         stage = self.stage
-        try:
-            for name in sorted(current):
-                self._admit(name, replies[name], expected)
-        except SecAggRemoteError as exc:
-            self._abort(f"protocol error: {exc}", stage, ())
-            raise
+        current = frozenset(n for n in answered if self._admit(n, replies[n], expected))
         self._sets.append(current)
         try:
             self._check_threshold(current)
@@ -240,7 +241,25 @@ class SecAggServer:
 
     # ------------------------------------------------------------------ checks
 
-    def _admit(self, name: str, msg: Message, expected: type[Message]) -> None:
+    def _admit(self, name: str, msg: Message, expected: type[Message]) -> bool:
+        """Whether ``name``'s reply is admitted; a bad one fails that client alone.
+
+        A reply that breaks a rule (wrong type, round or sender, bundles to
+        the wrong recipients, a masked input of the wrong shape, shares of
+        other clients than asked) is recorded in :attr:`rejected` and its
+        sender treated as having dropped out: one lying client never ends the
+        round for the others, let alone the server.
+        """
+        try:
+            self._check_reply(name, msg, expected)
+        except SecAggRemoteError as exc:
+            self.rejected[name] = str(exc)
+            return False
+        self.received.append((name, msg))
+        self._replies[name] = msg
+        return True
+
+    def _check_reply(self, name: str, msg: Message, expected: type[Message]) -> None:
         if not isinstance(msg, expected):
             raise SecAggRemoteError(
                 f"{name} sent {type(msg).__name__} in stage {self.stage.value}, "
@@ -251,8 +270,19 @@ class SecAggServer:
             or getattr(msg, "sender", None) != name
         ):
             raise SecAggRemoteError(f"{name} sent a {expected.__name__} of another round or sender")
-        self.received.append((name, msg))
-        self._replies[name] = msg
+        if isinstance(msg, SecAggShareKeys):
+            wanted = tuple(n for n in self._in(name, self._sets[1]) if n != name)
+            if msg.recipients != wanted:
+                raise SecAggRemoteError(
+                    f"{name} sent bundles to {msg.recipients}, expected {wanted}"
+                )
+        elif isinstance(msg, SecAggMaskedInput):
+            if msg.masked.shape != (self.config.length,):
+                raise SecAggRemoteError(f"{name} sent a masked input of shape {msg.masked.shape}")
+        elif isinstance(msg, SecAggUnmaskShares):
+            asked = self._requests[name]
+            if (msg.b_owners, msg.sk_owners) != (asked.survivors, asked.dropped):
+                raise SecAggRemoteError(f"{name} revealed shares of other clients than asked")
 
     def _check_threshold(self, current: frozenset[str]) -> None:
         t = self.config.threshold
