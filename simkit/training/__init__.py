@@ -83,6 +83,7 @@ from simkit.training._optimizer import (
     Optimizer,
     Schedule,
 )
+from simkit.training._partition import pathological
 from simkit.training._pool import ModelPool
 from simkit.training._serialize import (
     load_checkpoint,
@@ -167,6 +168,7 @@ __all__ = [
     "load_npz",
     "load_state",
     "metric_results",
+    "pathological",
     "quantity_skew",
     "register_aggregate",
     "register_training_codecs",
