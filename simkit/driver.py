@@ -26,9 +26,9 @@ protocols that use it (FedAvg, FedBuff).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 from simkit.messages import Message
 
@@ -43,6 +43,8 @@ __all__ = [
     "Drain",
     "Drained",
     "Event",
+    "Flow",
+    "FlowMachine",
     "Listen",
     "Log",
     "Look",
@@ -239,6 +241,52 @@ class Machine(Protocol):
     def handle(self, event: object, now: float) -> None:
         """The outcome of the last command, at time ``now``."""
         ...
+
+
+E = TypeVar("E")
+Flow = Generator[Command, object, E]
+"""A protocol's flow: yields commands, receives their events, returns an ``E``."""
+
+
+class FlowMachine:
+    """A :class:`Machine` written as a generator, top to bottom like the protocol.
+
+    Subclasses implement :meth:`flow`: ``yield`` a command, receive its event
+    (``event = yield Look()``, or typed with :meth:`ask`), ``return`` to
+    stop. :attr:`now` is the time of the last command or event.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._event: object = None
+        self._flow: Flow[None] | None = None
+
+    def flow(self) -> Flow[None]:
+        """The protocol, as a generator of commands."""
+        raise NotImplementedError
+
+    def next_command(self, now: float) -> Command:
+        """The next command, at time ``now`` (:class:`Stop` when the flow returned)."""
+        self.now = now
+        if self._flow is None:
+            self._flow = self.flow()
+        event, self._event = self._event, None
+        try:
+            return self._flow.send(event)
+        except StopIteration:
+            return Stop()
+
+    def handle(self, event: object, now: float) -> None:
+        """The outcome of the last command, at time ``now``."""
+        self.now = now
+        self._event = event
+
+    def ask(self, command: Command, kind: type[E]) -> Flow[E]:
+        """Yield ``command`` and return its event, checked to be a ``kind``."""
+        event = yield command
+        if not isinstance(event, kind):
+            raise TypeError(f"{command!r} must be answered by {kind.__name__}, got {event!r}")
+        return event
 
 
 # ----------------------------------------------------------------------------- driving

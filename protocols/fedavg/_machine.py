@@ -17,10 +17,10 @@ synchronously, with no event loop (tests/protocols/test_fedavg_machine.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -52,13 +52,14 @@ from simkit.driver import (
     Command,
     Drain,
     Drained,
+    Flow,
+    FlowMachine,
     Listen,
     Log,
     Look,
     Mark,
     Peers,
     Sent,
-    Stop,
     WaitPeers,
     WaitReplies,
 )
@@ -73,8 +74,6 @@ __all__ = ["REPLIES", "FedAvgMachine", "checkpoint_path"]
 REPLIES = (TrainReply, TrainDone, EvaluationReply, Error)
 """The replies a FedAvg server takes (and drains at each round start)."""
 
-E = TypeVar("E")
-Flow = Generator[Command, object, E]
 Reply = type[TrainReply] | type[TrainDone] | type[EvaluationReply]
 
 
@@ -92,7 +91,7 @@ class _Collected:
     late: int = 0
 
 
-class FedAvgMachine:
+class FedAvgMachine(FlowMachine):
     """The FedAvg server's decisions as a :class:`~simkit.driver.Machine`.
 
     Args:
@@ -124,44 +123,20 @@ class FedAvgMachine:
         self.holds: dict[str, tuple[int, int]] = {}
         self.secagg_outcomes: list[SecureSumOutcome] = []
         self.seen_masked: dict[str, Any] | None = None
-        self.now = 0.0
-        self._event: object = None
-        self._flow = self._run()
-
-    # ------------------------------------------------------------------ machine
-
-    def next_command(self, now: float) -> Command:
-        """The next command, at time ``now`` (:class:`~simkit.driver.Stop` when done)."""
-        self.now = now
-        event, self._event = self._event, None
-        try:
-            return self._flow.send(event)
-        except StopIteration:
-            return Stop()
-
-    def handle(self, event: object, now: float) -> None:
-        """The outcome of the last command, at time ``now``."""
-        self.now = now
-        self._event = event
-
-    def _ask(self, command: Command, kind: type[E]) -> Flow[E]:
-        event = yield command
-        if not isinstance(event, kind):
-            raise TypeError(f"{command!r} must be answered by {kind.__name__}, got {event!r}")
-        return event
+        super().__init__()
 
     def _clients(self, peers: Peers) -> list[str]:
         return [p for p in peers.connected if p in self.known]
 
     # ------------------------------------------------------------------- rounds
 
-    def _run(self) -> Flow[None]:
+    def flow(self) -> Flow[None]:
         core, setup, options = self.core, self.core.setup, self.core.options
         yield Listen(self.token, self.known)
         if core.round >= setup.rounds or core.stopped:
             yield Log(f"nothing to do: resumed after round {core.round} of {setup.rounds}")
             return
-        peers = yield from self._ask(WaitPeers(len(self.known), options.join_timeout), Peers)
+        peers = yield from self.ask(WaitPeers(len(self.known), options.join_timeout), Peers)
         if peers.timed_out:
             yield Log(f"{len(self._clients(peers))} of {len(self.known)} clients joined in time")
         for r in range(core.round + 1, setup.rounds + 1):
@@ -192,11 +167,11 @@ class FedAvgMachine:
         core, options = self.core, self.core.options
         t_start = self.now
         yield Mark("round", f"round {r}")
-        late = (yield from self._ask(Drain(REPLIES), Drained)).count
-        available = self._clients((yield from self._ask(Look(), Peers)))
+        late = (yield from self.ask(Drain(REPLIES), Drained)).count
+        available = self._clients((yield from self.ask(Look(), Peers)))
         if len(available) < options.min_clients:
             wait = WaitPeers(options.min_clients, options.join_timeout)
-            available = self._clients((yield from self._ask(wait, Peers)))
+            available = self._clients((yield from self.ask(wait, Peers)))
         if len(available) < options.min_clients:
             reason = f"{len(available)} clients connected < min_clients {options.min_clients}"
             return RoundRecord(
@@ -245,18 +220,18 @@ class FedAvgMachine:
             The clients reached (sorted).
         """
         version = self.core.version
-        sessions = (yield from self._ask(Look(), Peers)).connected
+        sessions = (yield from self.ask(Look(), Peers)).connected
         fresh: list[str] = []
         holding: list[str] = []
         for c in clients:
             (holding if self.holds.get(c) == (sessions.get(c, 0), version) else fresh).append(c)
         failed: list[str] = []
         if fresh:
-            failed += (yield from self._ask(Broadcast(tuple(fresh), make(True)), Sent)).failed
+            failed += (yield from self.ask(Broadcast(tuple(fresh), make(True)), Sent)).failed
         if holding:
-            failed += (yield from self._ask(Broadcast(tuple(holding), make(False)), Sent)).failed
+            failed += (yield from self.ask(Broadcast(tuple(holding), make(False)), Sent)).failed
         reached = sorted(set(clients) - set(failed))
-        sessions = (yield from self._ask(Look(), Peers)).connected
+        sessions = (yield from self.ask(Look(), Peers)).connected
         for c in reached:
             self.holds[c] = (sessions.get(c, 0), version)
         return reached
@@ -286,7 +261,7 @@ class FedAvgMachine:
             if left <= 0:
                 out.failed += waiting
                 break
-            got = yield from self._ask(WaitReplies(tuple(waiting), expect.types, left), Collected)
+            got = yield from self.ask(WaitReplies(tuple(waiting), expect.types, left), Collected)
             out.failed += got.gone
             answered = {item.src for item in got.replies} | set(got.gone)
             waiting = [c for c in waiting if c not in answered]  # still silent, before the deadline
@@ -324,7 +299,7 @@ class FedAvgMachine:
         core = self.core
         if core.evaluation_mode() in ("server", "train"):
             return core.evaluate_on_server(r), 0
-        connected = (yield from self._ask(Look(), Peers)).connected
+        connected = (yield from self.ask(Look(), Peers)).connected
         evaluators = [c for c in outcome.used if c in connected]
         asked = yield from self._send(evaluators, lambda w: core.eval_request(r, with_weights=w))
         got = yield from self._collect(asked, r, EvaluationReply, core.options.eval_timeout)
@@ -352,7 +327,7 @@ class FedAvgMachine:
         got = yield from self._collect(asked, r, TrainDone, options.round_timeout)
         done = {c: m for c, m in got.results.items() if isinstance(m, TrainDone)}
         cohort = sorted(done)
-        connected = (yield from self._ask(Look(), Peers)).connected
+        connected = (yield from self.ask(Look(), Peers)).connected
         left_out = [c for c in asked if c not in done and c in connected]
         if left_out:  # late trainers must not wait for a secure sum without them
             yield self._release(
@@ -364,7 +339,7 @@ class FedAvgMachine:
             reason = f"{len(cohort)} clients trained in time; secure aggregation needs {needed}"
             return RoundOutcome(False, (), None, reason), sorted(asked), got.late
         spec, template = update_layout(core.weights)
-        summed = yield from self._ask(self._secure_sum(r, cohort, spec.length), SecureSumOutcome)
+        summed = yield from self.ask(self._secure_sum(r, cohort, spec.length), SecureSumOutcome)
         self.secagg_outcomes.append(summed)
         late = got.late + summed.stale + summed.late
         failed = sorted(set(asked) - set(summed.survivors))
