@@ -235,8 +235,8 @@ def _data(
 ) -> tuple[list[Shard], Dataset | None, int, int]:
     """Client shards, the server's test set, the input dimension and class count.
 
-    Shards are index views of a pooled data set (mapped from its file when it
-    can be), or lazy synthetic data drawn per client when used (DataCache).
+    Shards are index views of a pooled data set (left on disk when it is
+    large), or lazy synthetic data drawn per client when used (DataCache).
     """
     spec = scenario.config.data
     if isinstance(spec, SyntheticData):
@@ -327,7 +327,7 @@ def _checked(scenario: Scenario, data: Dataset, where: str = "data.path") -> Dat
     for key, array in (("x", data.rows(0, 1)[0]), ("y", data.y)):
         if array.dtype.kind not in "biuf":
             raise scenario.error(where, f"{key} must hold numbers, got dtype {array.dtype}")
-        # x in blocks: a mapped file may be larger than memory
+        # x in blocks: a file left on disk may be larger than memory
         blocks = data.chunks() if key == "x" else [(array, array)]
         if array.dtype.kind == "f" and not all(np.isfinite(b).all() for b, _ in blocks):
             raise scenario.error(where, f"{key} holds NaN or infinite values")

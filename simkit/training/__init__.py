@@ -27,6 +27,7 @@ from simkit.training._aggregators import (
 from simkit.training._data import (
     DataCache,
     Dataset,
+    FileArray,
     SyntheticClient,
     dirichlet,
     evenly_distribute_count_into_bins,
@@ -121,6 +122,7 @@ __all__ = [
     "FedAvgM",
     "FedProxRegularizer",
     "FedYogi",
+    "FileArray",
     "LinearDecay",
     "LinearRegression",
     "LogisticRegression",
