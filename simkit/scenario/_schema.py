@@ -385,6 +385,13 @@ class SecAggConfig(Table):
         default=None,
         description="Client secrets: default seeded in virtual time, OS entropy over real sockets.",
     )
+    adversary: Literal["passive", "active"] | None = Field(
+        default=None,
+        description="'active': signed keys and a consistency check before unmasking.",
+    )
+    attack: str | None = Field(
+        default=None, description="Teaching: 'split-view:<client>' makes the server lie."
+    )
 
 
 class RunConfig(Table):
