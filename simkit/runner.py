@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from simkit._outcomes import dropped_by_cause
+from simkit._progress import notebook_progress
 from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind, fault_to_dict
 from simkit.protocol import (
     ProtocolPlugin,
@@ -337,6 +338,8 @@ def run_scenario(
         raise ValueError("processes=True needs a scenario file: the client processes read it")
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
     _check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    if on_round is None:  # in a Jupyter kernel: a progress bar under the cell
+        on_round = notebook_progress(scenario.config.rounds, scenario.name)
     tcp = _tcp(LOOPBACK) if transport == "tcp" else None
     built, handle = _assemble(
         scenario,
