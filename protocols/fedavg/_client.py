@@ -122,6 +122,9 @@ class FedAvgClient(Actor):
                 await secure_contribute(
                     ctx, self.server, vector, self.secagg, ctx.seeds, request.round
                 )
+            # hold nothing of this round while waiting for the next: a thousand
+            # idle clients would keep a thousand requests' weights and replies
+            del got, request, reply
 
     async def _join(self, ctx: Context) -> bool:
         """Join the server, retrying while it is not listening yet."""

@@ -123,6 +123,13 @@ def test_a_required_field_without_a_strategy_is_named() -> None:
         derive_option_strategies(Required)
 
 
+def test_options_a_protocol_refuses_are_named_at_once() -> None:
+    with pytest.raises(
+        ValueError, match=r"fakeproto:PLUGIN'\): the options .* refused: .*unknown key"
+    ):
+        scenarios(protocol="tests.scenario.fakeproto:PLUGIN", options={"fraction": 0.5})
+
+
 def test_options_come_from_the_plugins_model_or_nowhere() -> None:
     assert option_model(resolve_protocol("fedavg")[1]).__name__ == "FedAvgOptions"  # type: ignore[union-attr]
     assert option_model(resolve_protocol("tests.testing.test_user_protocol:PLUGIN")[1]) is not None

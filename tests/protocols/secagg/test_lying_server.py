@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from protocols.secagg import SecAggSettings
-from simkit.secagg import SecAggUnmaskShares
+from simkit.secagg import (
+    SecAggCiphertexts,
+    SecAggClient,
+    SecAggMaskedInput,
+    SecAggStage,
+    SecAggUnmaskShares,
+)
+from simkit.secagg import _client as client_core
 
-from .kit import Run, run_sum
+from .kit import Run, expect_exact_sum, run_sum
 from .liars import liar, pair_lie, split_lie, stolen_inputs
 
 CASES = [
@@ -71,3 +80,26 @@ def test_the_split_lie_steals_an_input_below_a_strict_majority() -> None:
     stolen = stolen_inputs(factory.built[0])  # type: ignore[attr-defined]
     assert "c03" in stolen
     assert np.array_equal(stolen["c03"], _quantized(run, "c03"))
+
+
+def test_a_client_sending_a_malformed_masked_input_fails_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    honest = SecAggClient._on_ciphertexts
+
+    def short(self: SecAggClient, msg: Any) -> Any:
+        reply = honest(self, msg)
+        if self.name == "c02" and reply is not None:
+            return SecAggMaskedInput(reply.round_id, reply.sender, reply.masked[:3])
+        return reply
+
+    key = (SecAggStage.SHARE_KEYS, SecAggCiphertexts)
+    monkeypatch.setitem(client_core._TRANSITIONS, key, (short, SecAggStage.MASKED_INPUT))
+    run = run_sum(6, SecAggSettings())
+    out = run.outcome()
+    assert not out.aborted, out.reason
+    assert out.dropped == {"c02": "masked-input"}
+    assert "c02" not in out.survivors
+    expect_exact_sum(run)
+    logs = [e.info for e in run.result.trace if e.kind == "log" and "c02 failed" in e.info]
+    assert logs == ["secagg round 1: c02 failed: c02 sent a masked input of shape (3,)"]
