@@ -34,6 +34,8 @@ __all__ = [
     "compare_args",
     "compare_command",
     "load_run",
+    "table_html",
+    "table_rows",
     "write_comparison",
 ]
 
@@ -200,14 +202,20 @@ def table_rows(runs: Sequence[Compared]) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _page(runs: Sequence[Compared]) -> str:
+def table_html(runs: Sequence[Compared]) -> str:
+    """The comparison table as HTML (a notebook shows it with ``IPython.display.HTML``)."""
     esc = html.escape
     head = "".join(f"<th>{esc(r.label)}</th>" for r in runs)
     body = "\n".join(
         f"<tr><th>{esc(name)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in values) + "</tr>"
         for name, values in table_rows(runs)
     )
-    return _PAGE.format(head=head, body=body, title=esc(", ".join(r.label for r in runs)))
+    return f"<table>\n<tr><th></th>{head}</tr>\n{body}\n</table>"
+
+
+def _page(runs: Sequence[Compared]) -> str:
+    title = html.escape(", ".join(r.label for r in runs))
+    return _PAGE.format(table=table_html(runs), title=title)
 
 
 _PAGE: Final = """<!doctype html>
@@ -226,10 +234,7 @@ img {{ max-width: 100%; }}
 <body>
 <h1>Comparison</h1>
 <img src="compare.png" alt="loss and accuracy per round, one curve per run">
-<table>
-<tr><th></th>{head}</tr>
-{body}
-</table>
+{table}
 <p>Data: <a href="compare.json">compare.json</a> (each run's summary, labelled).</p>
 </body>
 </html>

@@ -37,6 +37,7 @@ __all__ = [
     "Restore",
     "Slowdown",
     "Trigger",
+    "describe_fault",
     "per_round_dropouts",
     "random_crashes",
 ]
@@ -239,6 +240,25 @@ def _check_actor(what: str, actor: str) -> None:
 def fault_kind(fault: Fault) -> str:
     """The schedule name of a fault's type (``"crash"``, ``"heal"`` ...)."""
     return _KIND_OF[type(fault)]
+
+
+def describe_fault(fault: Fault) -> str:
+    """One phrase: ``crash c003 at 12.5 s``, ``crash c003 on deliver TrainRequest #4 to c003``."""
+    words = [fault_kind(fault)]
+    actor = getattr(fault, "actor", "")
+    groups = getattr(fault, "groups", None)
+    if actor:
+        words.append(actor)
+    elif groups is not None:
+        words.append(" | ".join(",".join(g) for g in groups))
+    if fault.at is not None:
+        words.append(f"at {fault.at:g} s")
+    elif fault.on is not None:
+        on = fault.on
+        words += ["on", on.kind, on.type or "any message", f"#{on.count}"]
+        words += [f"from {on.src}"] if on.src else []
+        words += [f"to {on.dst}"] if on.dst else []
+    return " ".join(words)
 
 
 def fault_to_dict(fault: Fault) -> dict[str, Any]:

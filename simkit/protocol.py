@@ -27,7 +27,15 @@ from simkit.rng import SeedTree
 
 if TYPE_CHECKING:
     from simkit.simulation import Simulation
-    from simkit.training import Aggregator, CostModel, Dataset, Model, Optimizer, Weights
+    from simkit.training import (
+        Aggregator,
+        CostModel,
+        Dataset,
+        Model,
+        ModelPool,
+        Optimizer,
+        Weights,
+    )
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -104,6 +112,9 @@ class ScenarioSetup:
             (``None``: no checkpoints). The layout inside is the protocol's.
         resume_dir: A directory written through ``checkpoint_dir`` by an earlier
             run of the same scenario and seed: continue from its last round.
+        models: One model per worker, made by ``model``, that clients borrow
+            for each round instead of holding one each (docs/performance.md,
+            the memory model).
     """
 
     name: str
@@ -123,6 +134,12 @@ class ScenarioSetup:
     on_round: Callable[[RoundRecord], None] | None = None
     checkpoint_dir: Path | None = None
     resume_dir: Path | None = None
+    models: ModelPool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from simkit.training import ModelPool
+
+        self.models = ModelPool(self.model)
 
     @property
     def client_names(self) -> list[str]:
@@ -181,6 +198,9 @@ class ProtocolPlugin(Protocol):
     """What a protocol package registers under ``simkit.protocols``."""
 
     name: str
+    # Optional: ``checkpoints = True`` when the protocol saves its state to
+    # ``setup.checkpoint_dir`` and resumes from ``setup.resume_dir``; without
+    # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.

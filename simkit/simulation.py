@@ -13,13 +13,13 @@ dies loudly; the others go on, unless ``fail_fast`` is set.
 from __future__ import annotations
 
 import asyncio
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
 
+from simkit._errors import error_line, error_traceback
 from simkit._threads import call_blocking, call_in_thread
 from simkit.actors import PEER_QUEUE_BYTES, PEER_QUEUE_MESSAGES, Actor, Context
 from simkit.channels import MemoryNetwork, NetworkModel, RealTimeOnly, TcpTransport, Transport
@@ -71,14 +71,20 @@ class SimulationResult:
     Attributes:
         trace: The recorded trace.
         end_time: Virtual (or elapsed real) time at the end, in seconds.
-        errors: ``(actor, error text)`` for every actor that raised, in order.
+        errors: ``(actor, error text)`` for every actor that raised, in order;
+            the text ends with where it was raised (``(at module:line in f)``).
         actors: The last instance of each actor (to inspect final state).
+        tracebacks: ``(actor, full traceback)``, in the order of ``errors``.
+        unfired: The faults of the schedule that never applied (a trigger
+            never matched, or the run ended before their time).
     """
 
     trace: Trace
     end_time: float
     errors: list[tuple[str, str]] = field(default_factory=list)
     actors: dict[str, Actor] = field(default_factory=dict)
+    tracebacks: list[tuple[str, str]] = field(default_factory=list)
+    unfired: list[Fault] = field(default_factory=list)
 
     @property
     def digest(self) -> str:
@@ -151,6 +157,7 @@ class Simulation:
             self.transport.trace = self.trace
         self._specs: dict[str, _Spec] = {}
         self._errors: list[tuple[str, str]] = []
+        self._tracebacks: list[tuple[str, str]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._done: anyio.Event | None = None
         self._origin = 0.0
@@ -271,7 +278,24 @@ class Simulation:
         if self._failure is not None:
             raise self._failure
         actors = {n: s.instance for n, s in self._specs.items() if s.instance is not None}
-        return SimulationResult(self.trace, self.now(), list(self._errors), actors)
+        return SimulationResult(
+            self.trace,
+            self.now(),
+            list(self._errors),
+            actors,
+            list(self._tracebacks),
+            self._unfired(),
+        )
+
+    def _unfired(self) -> list[Fault]:
+        """Faults that never applied: a trigger short of its count, a time not reached."""
+        end = self.now()
+        short = {
+            id(fault)
+            for (trigger, fault), seen in zip(self._triggered, self._trigger_counts, strict=True)
+            if seen < trigger.count
+        }
+        return [f for f in self.faults if id(f) in short or (f.at is not None and f.at > end)]
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -314,8 +338,9 @@ class Simulation:
             self._settle(spec)
 
     def _actor_failed(self, spec: _Spec, ctx: Context, exc: Exception) -> None:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        text = error_line(exc)
         self._errors.append((spec.name, text))
+        self._tracebacks.append((spec.name, error_traceback(exc)))
         self.trace.record(self._t(), "actor_error", spec.name, "", type(exc).__name__, 0, "", text)
         self._crash_now(spec, loud=True)
         if self.fail_fast and self._failure is None:

@@ -24,7 +24,7 @@ QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
 
 
 @dataclass(frozen=True, slots=True)
-class Hello(Message):
+class JupyterHello(Message):
     text: str
 
 
@@ -33,7 +33,7 @@ class _Server(Actor):
 
     async def run(self, ctx: Context) -> None:
         ctx.listen()
-        await ctx.recv(Hello, timeout=10)
+        await ctx.recv(JupyterHello, timeout=10)
 
 
 class _Client(Actor):
@@ -41,7 +41,7 @@ class _Client(Actor):
 
     async def run(self, ctx: Context) -> None:
         await ctx.connect("server")
-        await ctx.send("server", Hello("hi"))
+        await ctx.send("server", JupyterHello("hi"))
 
 
 def _sim() -> Simulation:

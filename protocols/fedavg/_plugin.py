@@ -85,6 +85,7 @@ class FedAvgPlugin:
     """
 
     name = "fedavg"
+    checkpoints = True  # --checkpoint / --resume work (the runner asks)
 
     def __init__(self, secagg_factory: ServerFactory = SecAggServer) -> None:
         self.secagg_factory = secagg_factory

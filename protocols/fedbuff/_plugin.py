@@ -37,6 +37,7 @@ class FedBuffPlugin:
     """Registered under ``simkit.protocols`` as ``fedbuff``."""
 
     name = "fedbuff"
+    checkpoints = True  # --checkpoint / --resume work (the runner asks)
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the ``[protocol]`` table (see :class:`FedBuffOptions`)."""

@@ -10,6 +10,9 @@ this order:
    ``options(setup)`` method (FedAvg's ``FedAvgOptions``);
 3. neither: no option is drawn (the table holds only ``name``).
 
+A field whose type has no derived strategy (a string, a list) keeps its
+default.
+
 From a model, every field is drawn from its type and constraints (pydantic's
 ``gt``/``ge``/``lt``/``le``), shrinking toward the field's default: a
 ``Literal`` from its values, ``bool`` both ways, ``X | None`` also ``None``,
@@ -98,15 +101,20 @@ def option_model(plugin: ProtocolPlugin) -> type | None:
 def derive_option_strategies(model: type) -> dict[str, Strategy]:
     """One strategy per field of a pydantic model or a dataclass, shrinking to its default.
 
+    A field of a type with no derived strategy (a string, a list ...) keeps
+    its default; give it a strategy with ``scenarios(options=...)``.
+
     Raises:
-        TypeError: ``model`` is neither, or a field's type has no strategy.
+        TypeError: ``model`` is neither, or a required field's type has no strategy.
     """
     out: dict[str, Strategy] = {}
     for name, annotation, default, metadata in _fields(model):
         try:
             strategy = _for_type(annotation, default, metadata)
         except TypeError as exc:
-            raise TypeError(f"{model.__name__}.{name}: {exc}") from None
+            if default is _MISSING:
+                raise TypeError(f"{model.__name__}.{name}: {exc}") from None
+            strategy = st.just(default)
         out[name] = strategy if default is _MISSING else _toward(default, strategy)
     return out
 

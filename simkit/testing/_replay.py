@@ -24,6 +24,7 @@ from simkit.faults import FaultSchedule, fault_to_dict
 __all__ = ["note_replay", "replay_file", "scenario_toml", "toml_document"]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
 def scenario_toml(
@@ -85,17 +86,27 @@ def note_replay(
 
     Hypothesis prints notes of the final (shrunk) failing example only; with
     ``directory``, that example's file is also saved there, as ``name``
-    (default: the scenario's name) plus ``.toml``. Call it inside the test,
-    before running the example.
+    plus ``.toml`` (default: the running pytest test's name, else the
+    scenario's). Call it inside the test, before running the example.
     """
     from hypothesis import note
     from hypothesis.control import current_build_context
 
-    file_name = f"{name or scenario.get('name') or 'example'}.toml"
+    file_name = f"{name or _test_name() or scenario.get('name') or 'example'}.toml"
+    target = Path(directory) / file_name if directory is not None else Path(file_name)
     if directory is not None and current_build_context().is_final:
-        path = replay_file(Path(directory) / file_name, scenario, faults, protocol=protocol)
-        note(f"replay file written: {path}")
-    note(scenario_toml(scenario, faults, protocol=protocol, file_name=file_name))
+        replay_file(target, scenario, faults, protocol=protocol)
+        note(f"replay file written: {target}")
+    note(scenario_toml(scenario, faults, protocol=protocol, file_name=str(target)))
+
+
+def _test_name() -> str | None:
+    """The running pytest test's name, as a file name (``test_x-case_1``)."""
+    current = os.environ.get("PYTEST_CURRENT_TEST")
+    if not current:
+        return None
+    test = current.split("::")[-1].split(" ")[0]
+    return _UNSAFE.sub("-", test).strip("-") or None
 
 
 # ----------------------------------------------------------------------------- TOML

@@ -248,11 +248,15 @@ def protocol_options(
             (``{"round_timeout": 5.0, "min_replies": st.integers(1, 3)}``).
 
     Raises:
-        ValueError: An unknown protocol.
+        ValueError: An unknown protocol, or fixed options of a protocol with
+            no option model that its ``validate`` refuses.
     """
     name, plugin = resolve_protocol(protocol)
     drawn = option_strategies(plugin)
-    for key, value in (options or {}).items():
+    fixed = dict(options or {})
+    if not drawn and not any(isinstance(v, st.SearchStrategy) for v in fixed.values()):
+        _check_fixed(plugin, name, fixed)  # a constant table: refuse it now, clearly
+    for key, value in fixed.items():
         drawn[key] = value if isinstance(value, st.SearchStrategy) else st.just(value)
 
     def valid(table: dict[str, Any]) -> bool:
@@ -344,6 +348,14 @@ def scenarios(
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _check_fixed(plugin: ProtocolPlugin, name: str, table: dict[str, Any]) -> None:
+    try:
+        plugin.validate(table, "<scenarios>")
+    except ValueError as exc:
+        problem = f"scenarios(protocol={name!r}): the options {table} are refused: {exc}"
+        raise ValueError(problem) from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -149,6 +149,10 @@ def events_digest(events: Iterable[Event]) -> str:
 # ----------------------------------------------------------------------------- recorder
 
 
+SOURCE_KINDS = ("actor_error", "crash")
+"""Event kinds whose sources a :class:`Trace` tracks as it goes (:meth:`Trace.sources`)."""
+
+
 class Trace:
     """Records events, their running digest and counters.
 
@@ -174,6 +178,7 @@ class Trace:
         "_seq",
         "_sha",
         "_skip_heartbeats",
+        "_sources",
         "app_bytes_sent",
         "bytes_sent",
     )
@@ -187,6 +192,7 @@ class Trace:
         self._seq = 0
         self._sha = hashlib.sha256()
         self._counts: Counter[str] = Counter()
+        self._sources: dict[str, set[str]] = {kind: set() for kind in SOURCE_KINDS}
         self._events: list[Event] = []  # cache of rows[:len(_events)] as Events
         self._listeners: list[Listener] = []
         self.bytes_sent = 0
@@ -245,12 +251,32 @@ class Trace:
         self._flush_at = self._hashed + _BATCH
 
     def _count(self, batch: list[EventTuple]) -> None:
-        self._counts.update(map(itemgetter(2), batch))
+        counts = self._counts
+        tracked = [counts[kind] for kind in SOURCE_KINDS]
+        counts.update(map(itemgetter(2), batch))
         for row in batch:
             if row[2] == "send":
                 self.bytes_sent += row[6]
                 if row[5] not in HEARTBEAT_TYPES:
                     self.app_bytes_sent += row[6]
+        if tracked != [counts[kind] for kind in SOURCE_KINDS]:  # rare: crashes, errors
+            sources = self._sources
+            for row in batch:
+                if row[2] in sources:
+                    sources[row[2]].add(row[3])
+
+    def sources(self, kind: str) -> set[str]:
+        """The ``src`` of every recorded event of ``kind``, one of :data:`SOURCE_KINDS`.
+
+        Kept as events are recorded, so asking costs nothing at any trace size.
+
+        Raises:
+            KeyError: ``kind`` is not tracked.
+        """
+        if kind not in self._sources:
+            raise KeyError(f"sources of {kind!r} events are not tracked (only {SOURCE_KINDS})")
+        self._flush()
+        return set(self._sources[kind])
 
     @property
     def keep(self) -> bool:

@@ -25,7 +25,10 @@ from simkit.training._aggregators import (
     weight_for,
 )
 from simkit.training._data import (
+    DataCache,
     Dataset,
+    FileArray,
+    SyntheticClient,
     dirichlet,
     evenly_distribute_count_into_bins,
     iid,
@@ -81,6 +84,8 @@ from simkit.training._optimizer import (
     Optimizer,
     Schedule,
 )
+from simkit.training._partition import pathological
+from simkit.training._pool import ModelPool
 from simkit.training._serialize import (
     load_checkpoint,
     load_state,
@@ -89,7 +94,7 @@ from simkit.training._serialize import (
     save_checkpoint,
     save_state,
 )
-from simkit.training._weights import Array, Weights
+from simkit.training._weights import Array, SharedWeights, Weights, same_bits
 
 if TYPE_CHECKING:
     from simkit.training._torch import TorchModel
@@ -105,6 +110,7 @@ __all__ = [
     "Array",
     "AuxVar",
     "CostModel",
+    "DataCache",
     "Dataset",
     "EarlyStopping",
     "Effort",
@@ -116,6 +122,7 @@ __all__ = [
     "FedAvgM",
     "FedProxRegularizer",
     "FedYogi",
+    "FileArray",
     "LinearDecay",
     "LinearRegression",
     "LogisticRegression",
@@ -127,6 +134,7 @@ __all__ = [
     "Metric",
     "MetricState",
     "Model",
+    "ModelPool",
     "ModelUpdates",
     "MomentumModule",
     "MultiLinearDecay",
@@ -139,6 +147,8 @@ __all__ = [
     "ScaffoldServerModule",
     "ScalarMeanTracker",
     "Schedule",
+    "SharedWeights",
+    "SyntheticClient",
     "Task",
     "TorchModel",
     "TrainFailure",
@@ -160,9 +170,11 @@ __all__ = [
     "load_npz",
     "load_state",
     "metric_results",
+    "pathological",
     "quantity_skew",
     "register_aggregate",
     "register_training_codecs",
+    "same_bits",
     "save_checkpoint",
     "save_state",
     "sum_in_order",

@@ -11,7 +11,7 @@ and Synthetic(alpha, beta) is generated from the seed tree.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +19,15 @@ import numpy as np
 import numpy.typing as npt
 
 from simkit.rng import SeedTree
+from simkit.training._dataset import DataCache, Dataset, FileArray, npy_on_disk
 from simkit.training._weights import Array
 
 __all__ = [
+    "ON_DISK_BYTES",
+    "DataCache",
     "Dataset",
+    "FileArray",
+    "SyntheticClient",
     "dirichlet",
     "evenly_distribute_count_into_bins",
     "iid",
@@ -31,115 +36,6 @@ __all__ = [
     "quantity_skew",
     "synthetic",
 ]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Dataset:
-    """Inputs ``x`` and targets ``y`` with the same number of rows.
-
-    Args:
-        x: Inputs, shape ``(n, ...)``.
-        y: Targets (class indices or values), shape ``(n, ...)``.
-
-    Raises:
-        ValueError: ``x`` and ``y`` have different lengths.
-    """
-
-    x: Array
-    y: Array
-
-    def __post_init__(self) -> None:
-        x, y = np.asarray(self.x), np.asarray(self.y)
-        if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"x and y need the same number of rows, got {x.shape} and {y.shape}")
-        object.__setattr__(self, "x", x)
-        object.__setattr__(self, "y", y)
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        """Number of rows."""
-        return len(self)
-
-    def n_batches(self, batch_size: int, drop_remainder: bool = False) -> int:
-        """Batches in one epoch."""
-        _check_batch_size(batch_size)
-        full, rest = divmod(len(self), batch_size)
-        return full if drop_remainder or rest == 0 else full + 1
-
-    def batch_sizes(self, batch_size: int, drop_remainder: bool = False) -> list[int]:
-        """Sizes of the batches of one epoch, in order (only the last may be short)."""
-        full, rest = divmod(len(self), batch_size)
-        _check_batch_size(batch_size)
-        return [batch_size] * full + ([] if drop_remainder or rest == 0 else [rest])
-
-    def epoch(
-        self, rng: np.random.Generator | None = None, shuffle: bool = True
-    ) -> tuple[Array, Array]:
-        """The whole dataset in the order of one epoch (shuffled with ``rng``).
-
-        Batches are then consecutive slices (views) of the returned arrays: one
-        gather per epoch instead of one per batch.
-
-        Raises:
-            ValueError: ``shuffle`` is set but no ``rng`` is given.
-        """
-        if not shuffle:
-            return self.x, self.y
-        if rng is None:
-            raise ValueError("shuffling needs an rng (from the seed tree)")
-        order = rng.permutation(len(self))
-        return self.x[order], self.y[order]
-
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        rng: np.random.Generator | None = None,
-        shuffle: bool = True,
-        drop_remainder: bool = False,
-    ) -> Iterator[tuple[Array, Array]]:
-        """Yield ``(x, y)`` batches of one epoch.
-
-        Args:
-            batch_size: Rows per batch.
-            rng: Generator for the shuffle (required when ``shuffle``).
-            shuffle: Permute the rows first.
-            drop_remainder: Skip a final short batch.
-        """
-        sizes = self.batch_sizes(batch_size, drop_remainder)
-        x, y = self.epoch(rng, shuffle)
-        for i, size in enumerate(sizes):
-            start = i * batch_size
-            yield x[start : start + size], y[start : start + size]
-
-    def subset(self, indices: npt.ArrayLike) -> Dataset:
-        """The rows at ``indices`` (a copy)."""
-        idx = np.asarray(indices, dtype=np.intp)
-        return Dataset(self.x[idx], self.y[idx])
-
-    def split(self, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
-        """A seeded random split into ``(first, second)``, ``first`` holding ``fraction``.
-
-        Raises:
-            ValueError: ``fraction`` is not strictly between 0 and 1.
-        """
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-        order = rng.permutation(len(self))
-        cut = round(fraction * len(self))
-        return self.subset(np.sort(order[:cut])), self.subset(np.sort(order[cut:]))
-
-    def partition(self, parts: Sequence[npt.ArrayLike]) -> list[Dataset]:
-        """One dataset per index array (as returned by the partitioners)."""
-        return [self.subset(p) for p in parts]
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _check_clients(n_clients: int) -> None:
@@ -278,6 +174,53 @@ def _softmax_argmax(x: Array, weight: Array, bias: Array) -> Array:
     return labels
 
 
+@dataclass(frozen=True, slots=True)
+class SyntheticClient:
+    """Client ``k``'s Synthetic(alpha, beta) data, drawn when called (a picklable loader).
+
+    Reads only the streams ``seed.numpy("synthetic", k)`` and, when ``iid``,
+    ``seed.numpy("synthetic", "global")``: every call gives the same values.
+    See :func:`synthetic` for the arguments; ``samples`` is the client's row
+    count (``None``: the paper's power law).
+    """
+
+    alpha: float
+    beta: float
+    k: int
+    seed: SeedTree
+    n_features: int = 60
+    n_classes: int = 10
+    samples: int | None = None
+    iid: bool = False
+    dtype: Any = np.float64
+
+    def size(self) -> int:
+        """The number of rows (drawn without generating them when not fixed)."""
+        if self.samples is not None:
+            return self.samples
+        rng = self.seed.numpy("synthetic", self.k)
+        rng.normal(0.0, self.alpha)
+        rng.normal(0.0, self.beta)
+        return _client_size(None, self.k, rng)
+
+    def __call__(self) -> Dataset:
+        d, c = self.n_features, self.n_classes
+        rng = self.seed.numpy("synthetic", self.k)
+        u_k, b_k = rng.normal(0.0, self.alpha), rng.normal(0.0, self.beta)
+        n_k = _client_size(self.samples, self.k, rng)
+        if self.iid:
+            shared = self.seed.numpy("synthetic", "global")
+            weight = shared.normal(0.0, 1.0, (d, c))
+            bias, mean_x = shared.normal(0.0, 1.0, c), np.full(d, b_k)
+        else:
+            weight = rng.normal(u_k, 1.0, (d, c))
+            bias = rng.normal(u_k, 1.0, c)
+            mean_x = rng.normal(b_k, 1.0, d)
+        std_x = np.arange(1, d + 1, dtype=np.float64) ** -0.6  # sqrt(j^-1.2)
+        x = mean_x + rng.standard_normal((n_k, d)) * std_x
+        return Dataset(x.astype(self.dtype), _softmax_argmax(x, weight, bias))
+
+
 def synthetic(
     alpha: float,
     beta: float,
@@ -289,6 +232,7 @@ def synthetic(
     samples_per_client: int | list[int] | None = None,
     iid: bool = False,
     dtype: Any = np.float64,
+    cache: DataCache | None = None,
 ) -> list[Dataset]:
     """Synthetic(alpha, beta) federated data of Li et al. (FedProx, MLSys 2020).
 
@@ -316,6 +260,9 @@ def synthetic(
             ``None`` for the paper's power law ``int(lognormal(4, 2)) + 50``.
         iid: Generate Synthetic IID instead.
         dtype: Floating dtype of the inputs.
+        cache: Return lazy datasets loading into this cache: a client's data
+            is drawn when first used, and drawn again (the same values) after
+            it was evicted (see :class:`SyntheticClient`).
 
     Returns:
         One :class:`Dataset` per client (labels int64).
@@ -326,30 +273,24 @@ def synthetic(
         raise ValueError(
             f"samples_per_client has {len(samples_per_client)} entries for {n_clients} clients"
         )
-    std_x = np.arange(1, n_features + 1, dtype=np.float64) ** -0.6  # sqrt(j^-1.2)
-    shared = seed.numpy("synthetic", "global")
-    global_w = shared.normal(0.0, 1.0, (n_features, n_classes))
-    global_b = shared.normal(0.0, 1.0, n_classes)
     out = []
     for k in range(n_clients):
-        rng = seed.numpy("synthetic", k)
-        u_k, b_k = rng.normal(0.0, alpha), rng.normal(0.0, beta)
-        n_k = _client_size(samples_per_client, k, rng)
-        if iid:
-            weight, bias, mean_x = global_w, global_b, np.full(n_features, b_k)
-        else:
-            weight = rng.normal(u_k, 1.0, (n_features, n_classes))
-            bias = rng.normal(u_k, 1.0, n_classes)
-            mean_x = rng.normal(b_k, 1.0, n_features)
-        x = mean_x + rng.standard_normal((n_k, n_features)) * std_x
-        out.append(Dataset(x.astype(dtype), _softmax_argmax(x, weight, bias)))
+        spec = samples_per_client
+        size = (
+            None if spec is None else _checked_size(spec[k] if isinstance(spec, list) else spec, k)
+        )
+        client = SyntheticClient(alpha, beta, k, seed, n_features, n_classes, size, iid, dtype)
+        out.append(client() if cache is None else Dataset.lazy(client.size(), client, cache))
     return out
 
 
-def _client_size(spec: int | list[int] | None, k: int, rng: np.random.Generator) -> int:
+def _client_size(spec: int | None, k: int, rng: np.random.Generator) -> int:
     if spec is None:
         return int(rng.lognormal(4.0, 2.0)) + 50
-    size = spec[k] if isinstance(spec, list) else spec
+    return _checked_size(spec, k)
+
+
+def _checked_size(size: int, k: int) -> int:
     if size < 1:
         raise ValueError(f"client {k}: samples_per_client must be >= 1, got {size}")
     return int(size)
@@ -377,10 +318,31 @@ def load_digits(dtype: Any = np.float64) -> Dataset:
     return Dataset(x, np.asarray(bunch.target, dtype=np.int64))
 
 
-def load_npz(path: str | os.PathLike[str], x_key: str = "x", y_key: str = "y") -> Dataset:
+ON_DISK_BYTES = 256 * 2**20
+""":func:`load_npz` leaves ``x`` on disk above this size (unless told otherwise)."""
+
+
+def load_npz(
+    path: str | os.PathLike[str],
+    x_key: str = "x",
+    y_key: str = "y",
+    *,
+    on_disk: bool | None = None,
+) -> Dataset:
     """A dataset from a ``.npz`` file holding arrays ``x_key`` and ``y_key``.
 
     The file is read with ``allow_pickle=False``: object arrays are refused.
+    An uncompressed ``x`` (written by ``np.savez``, not
+    ``np.savez_compressed``) can be left on disk (a :class:`FileArray`): rows
+    are then read when a batch needs them, so the file may be larger than
+    memory. ``y`` is always read.
+
+    Args:
+        path: The file.
+        x_key: Name of the inputs array.
+        y_key: Name of the targets array.
+        on_disk: Leave ``x`` on disk (``True``), read it (``False``), or
+            decide by size (``None``: on disk above :data:`ON_DISK_BYTES`).
 
     Raises:
         KeyError: One of the keys is missing (the message lists those present).
@@ -390,4 +352,11 @@ def load_npz(path: str | os.PathLike[str], x_key: str = "x", y_key: str = "y") -
         missing = [k for k in (x_key, y_key) if k not in data.files]
         if missing:
             raise KeyError(f"{os.fspath(path)}: no array {missing} (has {sorted(data.files)})")
-        return Dataset(np.asarray(data[x_key]), np.asarray(data[y_key]))
+        x: Array | FileArray | None = None
+        if on_disk is not False:
+            x = npy_on_disk(path, f"{x_key}.npy")
+            if x is not None and on_disk is None and len(x) * x.row_nbytes <= ON_DISK_BYTES:
+                x = None
+        if x is None:
+            x = np.asarray(data[x_key])
+        return Dataset(x, np.asarray(data[y_key]))

@@ -35,6 +35,7 @@ from simkit.training._messages import (
 from simkit.training._metrics import Metric, default_metrics, evaluate_metrics
 from simkit.training._model import Model
 from simkit.training._optimizer import Optimizer
+from simkit.training._pool import ModelPool
 
 __all__ = ["CostModel", "TrainingManager"]
 
@@ -125,7 +126,10 @@ class TrainingManager:
     """Runs a client's training and evaluation rounds.
 
     Args:
-        model: The model to train (its weights are replaced by each round's).
+        model: The model to train (its weights are replaced by each round's),
+            or a :class:`ModelPool` to borrow one from for each round: the
+            manager then keeps only the model's local state between rounds,
+            and every round's instructions must carry the weights.
         optimizer: The client optimizer.
         train_data: Training set.
         valid_data: Evaluation set (``None``: evaluate on ``train_data``).
@@ -141,7 +145,7 @@ class TrainingManager:
 
     def __init__(
         self,
-        model: Model,
+        model: Model | ModelPool,
         optimizer: Optimizer,
         train_data: Dataset,
         valid_data: Dataset | None = None,
@@ -155,7 +159,9 @@ class TrainingManager:
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed!r}")
-        self.model = model
+        self._pool = model if isinstance(model, ModelPool) else None
+        self._model: Model | None = None if isinstance(model, ModelPool) else model
+        self._local: dict[str, Any] | None = None  # pooled: the model's state between rounds
         self.optimizer = optimizer
         self.train_data = train_data
         self.valid_data = valid_data
@@ -168,6 +174,36 @@ class TrainingManager:
         self.rounds_done = 0
         self._rng = seed_tree.numpy("batches")
 
+    # ------------------------------------------------------------------ model
+
+    @property
+    def model(self) -> Model:
+        """The model (pooled: the borrowed one, only during a round).
+
+        Raises:
+            RuntimeError: The model is pooled and no round is running.
+        """
+        if self._model is None:
+            raise RuntimeError("a pooled model is borrowed only during a round")
+        return self._model
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[Model]:
+        """The model for a round: borrowed from the pool (re-entrant) or our own."""
+        if self._pool is None or self._model is not None:
+            yield self.model
+            return
+        with self._pool.borrow() as model:
+            local = self._local if self._local is not None else self._pool.initial_local_state
+            model.load_local_state(local)
+            self._model = model
+            try:
+                yield model
+            finally:
+                self._model = None
+                state = model.local_state()
+                self._local = state or None
+
     # ------------------------------------------------------------------ rounds
 
     def training_round(self, instructions: TrainInstructions) -> TrainResult | TrainFailure:
@@ -177,7 +213,8 @@ class TrainingManager:
         becomes a :class:`TrainFailure` carrying its text; it never escapes.
         """
         try:
-            return self._training_round(instructions)
+            with self._holding():
+                return self._training_round(instructions)
         except Exception as exc:
             return TrainFailure(instructions.round, "train", _describe(exc))
 
@@ -185,6 +222,8 @@ class TrainingManager:
         model, opt = self.model, self.optimizer
         if ins.weights is not None:
             model.set_weights(ins.weights)
+        elif self._pool is not None:
+            raise ValueError("a model borrowed from a pool needs the round's weights")
         start = model.get_weights()
         opt.process_aux_var(ins.aux)
         opt.start_round(ins.round, start)
@@ -212,11 +251,14 @@ class TrainingManager:
     def evaluation_round(self, instructions: EvalInstructions) -> EvalResult | TrainFailure:
         """Evaluate the instructed weights; exceptions become a :class:`TrainFailure`."""
         try:
-            if instructions.weights is not None:
-                self.model.set_weights(instructions.weights)
-            states, effort = self.evaluate_under_constraints(
-                instructions.batch_size, instructions.n_steps, instructions.timeout
-            )
+            with self._holding() as model:
+                if instructions.weights is not None:
+                    model.set_weights(instructions.weights)
+                elif self._pool is not None:
+                    raise ValueError("a model borrowed from a pool needs the round's weights")
+                states, effort = self.evaluate_under_constraints(
+                    instructions.batch_size, instructions.n_steps, instructions.timeout
+                )
             return EvalResult(instructions.round, states, effort)
         except Exception as exc:
             return TrainFailure(instructions.round, "evaluate", _describe(exc))
@@ -247,6 +289,18 @@ class TrainingManager:
         """
         if n_epoch is None and n_steps is None and timeout is None:
             n_epoch = 1
+        with self._holding():
+            return self._train(batch_size, n_epoch, n_steps, timeout, shuffle, drop_remainder)
+
+    def _train(
+        self,
+        batch_size: int,
+        n_epoch: int | None,
+        n_steps: int | None,
+        timeout: float | None,
+        shuffle: bool,
+        drop_remainder: bool,
+    ) -> Effort:
         data, model, opt = self.train_data, self.model, self.optimizer
         sizes = data.batch_sizes(batch_size, drop_remainder)
         if not sizes:
@@ -303,6 +357,12 @@ class TrainingManager:
         """
         if data is None:
             data = self.valid_data if self.valid_data is not None else self.train_data
+        with self._holding():
+            return self._evaluate(data, batch_size, n_steps, timeout)
+
+    def _evaluate(
+        self, data: Dataset, batch_size: int, n_steps: int | None, timeout: float | None
+    ) -> tuple[dict[str, MetricState], Effort]:
         metrics = list(self.metrics() if self.metrics else default_metrics(self.model.task))
         sizes = data.batch_sizes(batch_size)
         meter = _Meter(self.clock, timeout, self.cost.round_overhead(self.speed))
@@ -313,7 +373,7 @@ class TrainingManager:
                 if (n_steps is not None and steps >= n_steps) or not meter.allows(cost):
                     break
                 lo = i * batch_size
-                x, y = data.x[lo : lo + size], data.y[lo : lo + size]
+                x, y = data.rows(lo, lo + size)
                 loss, pred = self.model.evaluate_batch(x, y)
                 evaluate_metrics(metrics, y, pred, loss)
                 meter.charge(cost)
@@ -343,9 +403,17 @@ class TrainingManager:
     # ------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """Model, optimizer (with module states), batch RNG state and round count."""
+        """Model, optimizer (with module states), batch RNG state and round count.
+
+        With a pooled model, ``"model"`` holds only its local state (the
+        weights come with every round's instructions).
+        """
+        if self._pool is not None and self._model is None:
+            model = self._local if self._local is not None else self._pool.initial_local_state
+        else:
+            model = self.model.state_dict()
         return {
-            "model": self.model.state_dict(),
+            "model": model,
             "optimizer": self.optimizer.state_dict(),
             "rng": self._rng.bit_generator.state,
             "rounds_done": self.rounds_done,
@@ -353,7 +421,11 @@ class TrainingManager:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output; training then continues bit for bit."""
-        self.model.load_state_dict(state["model"])
+        if self._pool is not None and self._model is None:
+            local = {k: v for k, v in state["model"].items() if k != "weights"}
+            self._local = local or None
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._rng.bit_generator.state = state["rng"]
         self.rounds_done = int(state["rounds_done"])

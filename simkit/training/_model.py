@@ -94,6 +94,18 @@ class Model(ABC):
         """Restore what :meth:`state_dict` returned."""
         self.set_weights(Weights(state["weights"]))
 
+    def local_state(self) -> dict[str, Any]:
+        """What the model carries from round to round besides its weights.
+
+        Empty for the numpy models; a torch model's generator state and
+        buffers. A :class:`~simkit.training.ModelPool` keeps it per client.
+        """
+        return {}
+
+    def load_local_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`local_state` (keys it does not know are ignored)."""
+        return None
+
 
 class _NumpyModel(Model):
     """Shared storage and bookkeeping of the numpy models."""

@@ -193,15 +193,18 @@ class TorchModel(Model):
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, buffers (e.g. batch-norm statistics) and the generator state."""
-        buffers = {n: b.detach().numpy().copy() for n, b in sorted(self.module.named_buffers())}
-        return {
-            "weights": self.get_weights().to_dict(),
-            "buffers": buffers,
-            "rng": self._rng_state.numpy().copy(),
-        }
+        return {"weights": self.get_weights().to_dict(), **self.local_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.set_weights(Weights(state["weights"]))
+        self.load_local_state(state)
+
+    def local_state(self) -> dict[str, Any]:
+        """Buffers (e.g. batch-norm statistics) and the generator state."""
+        buffers = {n: b.detach().numpy().copy() for n, b in sorted(self.module.named_buffers())}
+        return {"buffers": buffers, "rng": self._rng_state.numpy().copy()}
+
+    def load_local_state(self, state: dict[str, Any]) -> None:
         named = dict(self.module.named_buffers())
         with torch.no_grad():
             for name in sorted(state["buffers"]):

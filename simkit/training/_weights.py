@@ -10,13 +10,14 @@ in one canonical order.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Array", "Weights"]
+__all__ = ["Array", "SharedWeights", "Weights", "same_bits"]
 
 Array: TypeAlias = npt.NDArray[Any]
 Operand: TypeAlias = "Weights | float | int"
@@ -247,3 +248,48 @@ def stack(weights: list[Weights]) -> dict[str, Array]:
     for other in weights[1:]:
         first._check_names(other)
     return {name: np.stack([w[name] for w in weights]) for name in first.names}
+
+
+def same_bits(a: Weights, b: Weights) -> bool:
+    """Same names, dtypes, shapes and bytes (``-0.0`` differs from ``0.0``; ``NaN`` may match)."""
+    if a.names != b.names:
+        return False
+    for name, x in a.items():
+        y = b[name]
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        bx = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+        by = np.ascontiguousarray(y).reshape(-1).view(np.uint8)
+        if not np.array_equal(bx, by):
+            return False
+    return True
+
+
+class SharedWeights:
+    """One copy of each global model version, shared by the clients that hold it.
+
+    A simulated client keeps the global weights it was sent (the server then
+    sends only the version number); a thousand clients would keep a thousand
+    copies of the same values. :meth:`share` returns the copy already held
+    for ``key`` when its bytes are the same, so only one stays alive.
+    Arrays handed out must be treated as read-only (decoded message arrays
+    are).
+
+    Args:
+        keep: How many keys (versions) to remember.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._held: list[tuple[int, Weights]] = []
+        self._lock = threading.Lock()
+
+    def share(self, key: int, weights: Weights) -> Weights:
+        """``weights``, or an identical copy already shared under ``key``."""
+        with self._lock:
+            for held_key, held in self._held:
+                if held_key == key and (held is weights or same_bits(held, weights)):
+                    return held
+            self._held.append((key, weights))
+            del self._held[: -self.keep]
+            return weights

@@ -141,6 +141,9 @@ def test_plugin_validation_errors_become_scenario_errors(small: dict[str, Any]) 
 def test_plugin_object_and_directories(small: dict[str, Any], tmp_path: Path) -> None:
     plugin = FakePlugin()
     del small["protocol"]
+    with pytest.raises(ScenarioError, match="--checkpoint: protocol 'fedavg' does not support"):
+        run_scenario(small, plugin=plugin, checkpoint=tmp_path / "ck")
+    plugin.checkpoints = True  # type: ignore[attr-defined]  # it says it can
     run_scenario(small, plugin=plugin, checkpoint=tmp_path / "ck")
     assert plugin.built[0].checkpoint_dir == tmp_path / "ck"
     assert (tmp_path / "ck").is_dir()

@@ -58,7 +58,9 @@ def test_each_planted_bug_is_found_with_a_replay_file(
 ) -> None:
     with pytest.raises(InvariantViolation, match=message):
         getattr(tutorial, name)()
-    assert (tmp_path / "replays" / "example.toml").is_file()
+    (saved,) = (tmp_path / "replays").iterdir()  # named after the running test
+    assert saved.name.startswith("test_each_planted_bug")
+    assert name.removeprefix("test_").upper() in saved.read_text()
 
 
 def test_the_noisy_client_fails_only_the_determinism_check(tutorial: types.ModuleType) -> None:

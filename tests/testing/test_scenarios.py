@@ -99,6 +99,11 @@ class Knobs(BaseModel):
 class DataKnobs:
     timeout: float = 10.0
     count: int = 3
+    label: str = "x"  # no derived strategy: keeps its default
+
+
+class Required(BaseModel):
+    label: str
 
 
 @given(st.fixed_dictionaries(derive_option_strategies(Knobs)))
@@ -110,6 +115,19 @@ def test_pydantic_constraints_bound_the_drawn_values(values: dict[str, Any]) -> 
 def test_dataclass_numbers_stay_on_their_defaults_side(values: dict[str, Any]) -> None:
     assert 0 < values["timeout"] <= 10.0
     assert values["count"] >= 1
+    assert values["label"] == "x"
+
+
+def test_a_required_field_without_a_strategy_is_named() -> None:
+    with pytest.raises(TypeError, match=r"Required\.label: no strategy for the type"):
+        derive_option_strategies(Required)
+
+
+def test_options_a_protocol_refuses_are_named_at_once() -> None:
+    with pytest.raises(
+        ValueError, match=r"fakeproto:PLUGIN'\): the options .* refused: .*unknown key"
+    ):
+        scenarios(protocol="tests.scenario.fakeproto:PLUGIN", options={"fraction": 0.5})
 
 
 def test_options_come_from_the_plugins_model_or_nowhere() -> None:
@@ -182,8 +200,9 @@ def test_a_failing_example_reports_its_replay_file(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="the property fails") as info:
         prop()
     notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "# Replays exactly with:\n#   simkit run tiny.toml" in notes
-    saved = tomllib.loads((tmp_path / "tiny.toml").read_text())
+    path = tmp_path / "test_a_failing_example_reports_its_replay_file.toml"  # the test's name
+    assert f"# Replays exactly with:\n#   simkit run {path}" in notes
+    saved = tomllib.loads(path.read_text())
     assert saved["seed"] == 4
     assert saved["faults"]["events"] == [
         {"kind": "crash", "at": 0.5, "actor": "c000", "mode": "silent"}

@@ -19,7 +19,15 @@ import socket
 import sys
 from typing import IO, Any
 
-from simkit._cli_run import live_rounds, load, output_args, run_live, scenario_args
+from simkit.cli._base import CLIError
+from simkit.cli._run import (
+    live_rounds,
+    load,
+    output_args,
+    run_live,
+    scenario_file_args,
+    verbose_arg,
+)
 
 __all__ = ["client_args", "client_command", "serve_args", "serve_command"]
 
@@ -30,12 +38,6 @@ def _out(text: str, stream: IO[str] | None = None) -> None:
     stream = stream or sys.stdout
     stream.write(text + "\n")
     stream.flush()
-
-
-def _cli_error(message: str) -> Exception:
-    from simkit.cli import CLIError  # imported late: simkit.cli imports this module
-
-    return CLIError(message)
 
 
 def _port(value: str) -> int:
@@ -66,7 +68,7 @@ def _token_arg(parser: argparse.ArgumentParser) -> None:
 
 def serve_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simkit serve``."""
-    scenario_args(parser)
+    scenario_file_args(parser)
     parser.add_argument(
         "--port", type=_port, required=True, metavar="P", help="TCP port (0: any free one)"
     )
@@ -120,7 +122,7 @@ def _check_bind(host: str, port: int) -> None:
     try:
         socket.create_server((host, port)).close()
     except OSError as exc:
-        raise _cli_error(f"cannot listen at {host}:{port}: {exc.strerror or exc}") from None
+        raise CLIError(f"cannot listen at {host}:{port}: {exc.strerror or exc}") from None
 
 
 # ----------------------------------------------------------------------------- client
@@ -128,7 +130,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def client_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simkit client``."""
-    scenario_args(parser)
+    scenario_file_args(parser)
     parser.add_argument("--name", required=True, metavar="NAME", help="this client (c000 ...)")
     parser.add_argument(
         "--server", type=_address, required=True, metavar="HOST:P", help="the server's address"
@@ -137,6 +139,7 @@ def client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON last")
     parser.add_argument("--trace", metavar="FILE", help="write the client's trace as JSON lines")
     parser.add_argument("--quiet", action="store_true", help="no summary line")
+    verbose_arg(parser)
 
 
 def client_command(args: argparse.Namespace) -> int:
@@ -156,7 +159,7 @@ def client_command(args: argparse.Namespace) -> int:
             trace_file=args.trace,
         )
     except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     except RunError as exc:
         _out(f"simkit: error: {exc}", sys.stderr)
         return 1
@@ -166,6 +169,9 @@ def client_command(args: argparse.Namespace) -> int:
     problem = result.problem()
     if problem is not None:
         _out(f"simkit: error: {problem}", sys.stderr)
+    if args.verbose:
+        for actor, text in result.tracebacks:
+            _out(f"--- actor {actor}:\n{text}", sys.stderr)
     if args.json:
         _out(json.dumps(summary, separators=(",", ":")))
     return 0 if problem is None else 1
