@@ -7,10 +7,13 @@ drops peers, and sends. Each connection is a
 :class:`~simkit._session.Session`; this class only keeps the registry.
 
 Sends are anyio-style pairs: ``send_nowait`` holds the logic and never
-blocks; ``send`` and ``broadcast`` are checkpoints (they raise when the
-task's cancel scope is cancelled, and let other tasks run) and go through
+blocks; ``send`` and ``broadcast`` are cancellation points (they raise when
+the task's cancel scope is cancelled, and then send nothing) and go through
 the channel's async send, so a transport with backpressure (TCP) makes the
-sender wait while the peer does not read.
+sender wait while the peer does not read. They do not otherwise yield to
+other tasks: a yield at every send would reorder the events of one virtual
+instant (a client's reply recorded after another actor's exit) and so move
+the trace digest of every shipped scenario.
 """
 
 from __future__ import annotations
@@ -209,14 +212,14 @@ class Peers:
     async def send(self, dst: str, msg: Message) -> int:
         """Send ``msg`` to peer ``dst``; return the encoded size in bytes.
 
-        A checkpoint: raises the cancellation if the task's cancel scope is
-        cancelled (then nothing is sent). Waits while the transport's send
+        A cancellation point: raises the cancellation if the task's cancel
+        scope is cancelled (then nothing is sent). Waits while the transport's send
         buffer to ``dst`` is full (TCP backpressure).
 
         Raises:
             PeerGone: ``dst`` is not connected (or the connection just broke).
         """
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._alive:
             return 0
         conn = self._conn(dst)
@@ -229,7 +232,7 @@ class Peers:
         return nbytes
 
     def send_nowait(self, dst: str, msg: Message) -> int:
-        """Send ``msg`` to ``dst`` at once (no checkpoint, never waits).
+        """Send ``msg`` to ``dst`` at once (never raises a cancellation, never waits).
 
         Raises:
             PeerGone: ``dst`` is not connected (or the connection just broke).
@@ -246,12 +249,12 @@ class Peers:
             raise PeerGone(dst, str(exc)) from None
 
     async def broadcast(self, dsts: Sequence[str], msg: Message) -> list[str]:
-        """Send one message to several peers, encoding it once (a checkpoint, as :meth:`send`).
+        """Send one message to several peers, encoding it once (cancellable, as :meth:`send`).
 
         Returns:
             The peers that could not be reached (sorted).
         """
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if not self._alive:
             return sorted(dsts)
         body = encode_message(msg, self._host.max_body)

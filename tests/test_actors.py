@@ -388,7 +388,7 @@ def test_wait_any_wakes_on_a_message_a_watched_peer_leaving_a_join_or_the_timeou
     assert times[3] == pytest.approx(times[2] + 6, abs=1e-6)  # nothing then: the timeout
 
 
-def test_send_and_broadcast_are_checkpoints_that_raise_on_cancellation() -> None:
+def test_send_and_broadcast_are_cancellation_points() -> None:
     counts: dict[str, object] = {}
 
     class Hasty(Actor):

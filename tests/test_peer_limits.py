@@ -158,6 +158,7 @@ def test_a_reply_sent_just_before_leaving_is_still_taken() -> None:
 
         async def run(self, ctx: Context) -> None:
             await ctx.connect("server")
+            await ctx.sleep(1.0)  # the server is past wait_for_peers, busy
             await ctx.send("server", LastWord(7))
 
     sim = Simulation(seed=1)
