@@ -35,12 +35,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from simkit._outcomes import dropped_by_cause
 from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind, fault_to_dict
 from simkit.protocol import (
+    SERVER,
     ProtocolPlugin,
     ProtocolRun,
     RoundRecord,
     ScenarioSetup,
     UnknownProtocol,
     find_protocol,
+    server_name,
 )
 from simkit.scenario import Built, Scenario, ScenarioError, build, load_scenario
 
@@ -66,8 +68,6 @@ TransportName = Literal["memory", "tcp"]
 """``"memory"``: the in-memory network, virtual time. ``"tcp"``: loopback TCP, real time."""
 
 LOOPBACK = "127.0.0.1"
-SERVER = "server"
-"""The name protocols give their server actor: clients connect to it by this name."""
 
 _ACTION_TYPES = frozenset({"Join", "Accept", "Reject", "Ping", "Pong", "Drop"})
 
@@ -121,6 +121,8 @@ class RunResult:
             (``simkit run --verbose`` prints them).
         unfired_faults: Faults of the schedule that never applied: their
             trigger never matched, or the run ended before their time.
+        server: The protocol's server actor (``None``: a serverless protocol,
+            whose round records merge its peers' views).
     """
 
     scenario: str
@@ -137,6 +139,7 @@ class RunResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
     unfired_faults: list[Fault] = field(default_factory=list)
+    server: str | None = SERVER
 
     @property
     def clients(self) -> list[str]:
@@ -337,6 +340,8 @@ def run_scenario(
         raise ValueError("processes=True needs a scenario file: the client processes read it")
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
     _check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    if processes:
+        _need_server(scenario, chosen, "--processes")
     tcp = _tcp(LOOPBACK) if transport == "tcp" else None
     built, handle = _assemble(
         scenario,
@@ -357,7 +362,7 @@ def run_scenario(
             assert not isinstance(path_or_mapping, (Mapping, Scenario))
             launch = _launch(path_or_mapping, scenario, overrides, built.setup.client_names)
         result, wall, problems = _simulate_real(built.sim, tcp, launch=launch)
-    run = _run_result(scenario, built, handle, result, wall, problems, transport)
+    run = _run_result(scenario, chosen, built, handle, result, wall, problems, transport)
     if trace_file is not None:
         _write_trace(run.trace, trace_file)
     return run
@@ -409,6 +414,7 @@ def serve_scenario(
     """
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
     _check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    _need_server(scenario, chosen, "simkit serve")
     tcp = _tcp(host, {SERVER: format_host_port(host, port)}, token=token)
     built, handle = _assemble(
         scenario,
@@ -421,7 +427,7 @@ def serve_scenario(
         resume_dir=_directory(resume, "resume", create=False),
     )
     result, wall, _ = _simulate_real(built.sim, tcp, on_listening=on_listening)
-    run = _run_result(scenario, built, handle, result, wall, [], "tcp")
+    run = _run_result(scenario, chosen, built, handle, result, wall, [], "tcp")
     if trace_file is not None:
         _write_trace(run.trace, trace_file)
     return run
@@ -470,6 +476,7 @@ def run_client(
     if parse_address(server) is None:
         raise ValueError(f"the server address must be HOST:PORT, got {server!r}")
     scenario, chosen = _prepare(path_or_mapping, seed, overrides, plugin)
+    _need_server(scenario, chosen, "simkit client")
     names = client_names(scenario.config.clients.count)
     if name not in names:
         raise ScenarioError(
@@ -547,6 +554,16 @@ def _check_checkpoints(
             raise ScenarioError(f"{option}: protocol {name!r} does not support checkpoints")
 
 
+def _need_server(scenario: Scenario, chosen: ProtocolPlugin, what: str) -> None:
+    """Runs split across processes join a server: a serverless protocol has none."""
+    if server_name(chosen) is None:
+        name = scenario.config.protocol.name
+        raise ScenarioError(
+            f"{what}: protocol {name!r} has no server (its peers talk to each other); "
+            "run it in one process"
+        )
+
+
 def _assemble(
     scenario: Scenario,
     chosen: ProtocolPlugin,
@@ -575,6 +592,7 @@ def _assemble(
 
 def _run_result(
     scenario: Scenario,
+    chosen: ProtocolPlugin,
     built: Built,
     handle: ProtocolRun,
     result: SimulationResult,
@@ -597,6 +615,7 @@ def _run_result(
         artifacts=_artifacts(handle),
         tracebacks=list(result.tracebacks),
         unfired_faults=list(result.unfired),
+        server=server_name(chosen),
     )
 
 
