@@ -13,21 +13,25 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from protocols.secagg._keys import key_source
+from protocols.secagg._keys import identity_for, key_source, registry_for
 from protocols.secagg._messages import SecAggQuantization
 from protocols.secagg._settings import SecAggSettings
 from simkit.actors import Context, PeerGone, TypeFilter
 from simkit.codec import DecodeError
 from simkit.messages import Message
+from simkit.rng import SeedTree
 from simkit.secagg import (
     ByteSource,
     SecAggAbort,
     SecAggCiphertexts,
     SecAggClient,
+    SecAggConsistencyCheck,
     SecAggCryptoError,
     SecAggKeyList,
     SecAggRemoteError,
     SecAggSetup,
+    SecAggSignedKeyList,
+    SecAggSignedUnmaskRequest,
     SecAggStage,
     SecAggUnmaskRequest,
 )
@@ -37,9 +41,16 @@ __all__ = ["secure_contribute"]
 _FROM_SERVER: Final = (
     SecAggSetup,
     SecAggKeyList,
+    SecAggSignedKeyList,
     SecAggCiphertexts,
+    SecAggConsistencyCheck,
     SecAggUnmaskRequest,
+    SecAggSignedUnmaskRequest,
     SecAggAbort,
+)
+_NO_PKI: Final = (
+    "refusing: secagg.adversary = 'active' needs a PKI, which simkit simulates with the "
+    "seed tree only (virtual time, or secagg.keys = 'seeded')"
 )
 
 
@@ -106,7 +117,17 @@ async def secure_contribute(
         ctx.log(
             f"secagg round {round}: {clipped} of {x.size} values clipped to +-{quantizer.clip:g}"
         )
-    core = SecAggClient(ctx.name, key_source(settings, ctx.virtual, seeds), quantizer.quantize(x))
+    source = key_source(settings, ctx.virtual, seeds)
+    if settings.adversary == "active":
+        if not isinstance(seeds, SeedTree) or not (ctx.virtual or settings.keys == "seeded"):
+            ctx.log(f"secagg round {round}: {_NO_PKI}")
+            return False
+        identity = identity_for(seeds, ctx.name)
+        core = SecAggClient(
+            ctx.name, source, quantizer.quantize(x), identity=identity, registry=registry_for(seeds)
+        )
+    else:
+        core = SecAggClient(ctx.name, source, quantizer.quantize(x))
     return await _answer(ctx, server, core, round, 2 * settings.stage_timeout)
 
 

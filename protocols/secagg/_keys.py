@@ -8,6 +8,13 @@ operator could recompute each client's keys and unmask every update. So in
 real mode (``Context.virtual`` is false) the secrets come from
 ``os.urandom`` unless the scenario says ``secagg.keys = "seeded"``, which
 prints a one-line warning.
+
+Active mode adds a long-term Ed25519 identity per client, whose public half
+the other clients must learn without the server (a PKI). simkit simulates
+that PKI with the seed tree: client ``c``'s identity is drawn at
+``("actor", c, "secagg", "identity")``, so every client can look up every
+other's verification key, and the server is assumed not to (it relays
+signatures it cannot forge). A real deployment needs a real PKI.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import sys
 from typing import Final
 
 from protocols.secagg._settings import SecAggSettings
-from simkit.secagg import ByteSource, OsEntropy
+from simkit.rng import SeedTree
+from simkit.secagg import ByteSource, Identity, OsEntropy, Registry
 
-__all__ = ["SEEDED_WARNING", "key_source", "warn_if_seeded"]
+__all__ = ["SEEDED_WARNING", "identity_for", "key_source", "registry_for", "warn_if_seeded"]
 
 SEEDED_WARNING: Final = (
     "simkit: warning: secagg.keys = 'seeded' over real sockets: SecAgg keys come from "
@@ -49,3 +57,24 @@ def warn_if_seeded(settings: SecAggSettings, virtual: bool) -> None:
         return
     _warned.append(True)
     sys.stderr.write(SEEDED_WARNING + "\n")
+
+
+def _identity_seed(seed: int, name: str) -> bytes:
+    return SeedTree(seed).child("actor", name).bytes("secagg", "identity")
+
+
+def identity_for(seeds: SeedTree, name: str) -> Identity:
+    """Client ``name``'s long-term identity in the simulated PKI (see the module doc)."""
+    return Identity.from_seed(_identity_seed(seeds.seed, name))
+
+
+def registry_for(seeds: SeedTree) -> Registry:
+    """The simulated PKI: any client name -> its Ed25519 verification key."""
+    cache: dict[str, bytes] = {}
+
+    def lookup(name: str) -> bytes | None:
+        if name not in cache:
+            cache[name] = Identity.from_seed(_identity_seed(seeds.seed, name)).public
+        return cache[name]
+
+    return lookup

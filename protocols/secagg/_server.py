@@ -19,46 +19,49 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from protocols.secagg._attack import SplitViewServer, parse_attack, split_view
 from protocols.secagg._keys import warn_if_seeded
 from protocols.secagg._messages import SecAggQuantization
 from protocols.secagg._settings import SecAggSettings
 from simkit.actors import Context, Received
-from simkit.codec import DecodeError
 from simkit.messages import Message
 from simkit.rng import SeedTree
 from simkit.secagg import (
+    PASSIVE_STAGES,
     Quantizer,
     SecAggAbort,
     SecAggAdvertiseKeys,
     SecAggConfig,
+    SecAggConsistencySignature,
     SecAggMaskedInput,
     SecAggRemoteError,
     SecAggServer,
     SecAggShareKeys,
+    SecAggSignedKeys,
     SecAggStage,
     SecAggUnmaskShares,
 )
+from simkit.validation import Bad, Expect, Late, check_reply
 
 __all__ = ["STAGES", "SecureSumOutcome", "ServerFactory", "release", "secure_sum"]
 
 ServerFactory = Callable[[SecAggConfig, Sequence[str], SeedTree], SecAggServer]
 """Builds the core: :class:`~simkit.secagg.SecAggServer` or a subclass of it."""
 
-STAGES: Final = (
-    SecAggStage.ADVERTISE_KEYS,
-    SecAggStage.SHARE_KEYS,
-    SecAggStage.MASKED_INPUT,
-    SecAggStage.UNMASKING,
-)
-"""The four stages, in order; stage ``i`` (1-based) builds the set ``U_i``."""
+STAGES: Final = PASSIVE_STAGES
+"""The four stages, in order; stage ``i`` (1-based) builds the set ``U_i``.
 
-_REPLY: Final[dict[SecAggStage, type[Message]]] = {
-    SecAggStage.ADVERTISE_KEYS: SecAggAdvertiseKeys,
-    SecAggStage.SHARE_KEYS: SecAggShareKeys,
-    SecAggStage.MASKED_INPUT: SecAggMaskedInput,
-    SecAggStage.UNMASKING: SecAggUnmaskShares,
-}
-_REPLY_TYPES: Final = tuple(_REPLY.values())
+Active mode adds ``consistency-check`` before ``unmasking`` (:data:`~simkit.secagg.ACTIVE_STAGES`).
+"""
+
+_REPLY_TYPES: Final = (
+    SecAggAdvertiseKeys,
+    SecAggSignedKeys,
+    SecAggShareKeys,
+    SecAggMaskedInput,
+    SecAggConsistencySignature,
+    SecAggUnmaskShares,
+)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -205,6 +208,8 @@ class _Driver:
     async def run(self, length: int, seeds: SeedTree, factory: ServerFactory) -> SecureSumOutcome:
         ctx, n = self.ctx, len(self.names)
         warn_if_seeded(self.settings, ctx.virtual)
+        if self.settings.attack is not None:  # teaching: a lying server
+            factory = split_view(parse_attack(self.settings.attack))
         try:
             config = self.settings.config(n, length, self.round)
             quantizer = self.settings.quantizer(n)
@@ -218,18 +223,25 @@ class _Driver:
         gone = set(await ctx.broadcast(self.names, plan))
         gone |= await self._send({c: m for c, m in sends.items() if c not in gone})
         while core.result is None:
-            kind = _REPLY[core.stage]
+            kind = core.expected_reply()
+            assert kind is not None  # the core is in one of its stages
             replies = await self._collect([c for c in sorted(sends) if c not in gone], kind)
             connected = [c for c in self.names if ctx.is_connected(c)]
             alive = sorted(set(replies) | set(connected))
+            known = len(core.rejected)
             try:
                 sends = core.step(replies, alive)
             except SecAggRemoteError as exc:  # the core recorded an aborted result
                 ctx.log(f"secagg round {self.round}: {exc}")
                 sends = {}
+            for name, reason in list(core.rejected.items())[known:]:  # that client fails alone
+                ctx.log(f"secagg round {self.round}: {name} failed: {reason}")
             if core.result is None:
                 ctx.mark("secagg", core.stage.value)
             gone = await self._send(sends)
+        if isinstance(core, SplitViewServer):
+            stolen = ", ".join(core.stolen) or "no input"
+            ctx.log(f"secagg round {self.round}: attack on {core.target}: recovered {stolen}")
         return await self._finish(core, quantizer, notified=set(sends))
 
     async def _setup_failed(self, reason: str) -> SecureSumOutcome:
@@ -275,12 +287,19 @@ class _Driver:
         return replies
 
     def _decode(self, item: Received) -> Message | None:
-        try:
-            return item.decode()
-        except DecodeError as exc:
-            what = f"undecodable {item.type} from {item.src}"
-            self.ctx.log(f"secagg round {self.round}: {what}: {exc}")
+        """The decoded reply, through the shared boundary check (simkit.validation).
+
+        A reply that does not decode, or is no SecAgg reply at all, fails its
+        sender (logged; it counts as not having answered); the core then
+        checks it against the round's state.
+        """
+        got = check_reply(item, Expect(_REPLY_TYPES, round=self.round))
+        if isinstance(got, Bad):
+            self.ctx.log(f"secagg round {self.round}: {got}")
             return None
+        if isinstance(got, Late):  # not reached: a round is always outstanding here
+            return None
+        return got
 
     def _drain(self) -> None:
         """Discard the SecAgg replies left in the mailbox (late or stale)."""
@@ -297,8 +316,8 @@ class _Driver:
         ctx, result = self.ctx, core.result
         assert result is not None
         sets = [tuple(s) for s in result.stages]
-        stages = {stage.value: members for stage, members in zip(STAGES, sets, strict=False)}
-        dropped = _dropped(self.names, sets)
+        stages = {s.value: members for s, members in zip(core.stages, sets, strict=False)}
+        dropped = _dropped(self.names, core.stages, sets)
         if result.ok:
             reason = f"left out of round {self.round}"
             final = set(sets[-1]) if sets else set()
@@ -340,11 +359,13 @@ class _Driver:
         )
 
 
-def _dropped(names: Sequence[str], sets: Sequence[tuple[str, ...]]) -> dict[str, str]:
+def _dropped(
+    names: Sequence[str], order: Sequence[SecAggStage], sets: Sequence[tuple[str, ...]]
+) -> dict[str, str]:
     """Client -> the stage in which it left: ``U_{i-1} \\ U_i`` left in stage ``i``."""
     out: dict[str, str] = {}
     previous: Collection[str] = names
-    for stage, members in zip(STAGES, sets, strict=False):
+    for stage, members in zip(order, sets, strict=False):
         kept = set(members)
         for name in previous:
             if name not in kept:

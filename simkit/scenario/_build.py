@@ -11,8 +11,9 @@ path                                  draws
 ``("data", "test", name)``            a client's test split (synthetic)
 ``("data", "partition")``             the partition of a pooled data set
 ``("data", "valid", name)``           a client's validation split
+``("data", "user")``                  the seed a user's loader may take
 ``("clients", "speeds")``             client speeds
-``("model",)``                        initial weights (seeded inits)
+``("model",)``                        initial weights (seeded inits, a user's factory)
 ``("faults", "dropout")``             who drops and when
 ``("faults", "per_round")``           per-round dropouts
 ====================================  =========================================
@@ -64,7 +65,10 @@ from simkit.scenario._schema import (
     PartitionConfig,
     ScenarioConfig,
     SyntheticData,
+    UserData,
+    UserModelConfig,
 )
+from simkit.scenario._user import user_data, user_model_factory
 from simkit.trace import Trace
 from simkit.training import (
     SGD,
@@ -93,6 +97,7 @@ from simkit.training import (
     iid,
     load_digits,
     load_npz,
+    pathological,
     quantity_skew,
     synthetic,
 )
@@ -172,7 +177,7 @@ def build(
         rounds=cfg.rounds,
         clients=clients,
         test=test,
-        model=_model_factory(cfg, seeds, n_features, n_classes),
+        model=_model_factory(scenario, seeds, clients, n_features, n_classes),
         client_optimizer=_client_optimizer(cfg),
         server_optimizer=_server_optimizer(cfg),
         aggregator=_aggregator(cfg),
@@ -230,15 +235,15 @@ def _data(
 ) -> tuple[list[Shard], Dataset | None, int, int]:
     """Client shards, the server's test set, the input dimension and class count.
 
-    Shards are index views of a pooled data set (mapped from its file when it
-    can be), or lazy synthetic data drawn per client when used (DataCache).
+    Shards are index views of a pooled data set (left on disk when it is
+    large), or lazy synthetic data drawn per client when used (DataCache).
     """
     spec = scenario.config.data
     if isinstance(spec, SyntheticData):
         trains, test = _synthetic(spec, names, seeds, DataCache())
         n_classes, n_features = spec.classes, spec.dim
     else:
-        pooled = _load_pooled(scenario)
+        pooled = _load_pooled(scenario, seeds)
         test = None
         if spec.test_fraction > 0:
             pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
@@ -293,7 +298,7 @@ def _valid_split(train: Dataset, fraction: float, rng: np.random.Generator) -> S
     return (train, None) if fraction == 0 else _split(train, 1.0 - fraction, rng)
 
 
-def _load_pooled(scenario: Scenario) -> Dataset:
+def _load_pooled(scenario: Scenario, seeds: SeedTree) -> Dataset:
     spec = scenario.config.data
     if isinstance(spec, NpzData):
         path = scenario.base_dir / spec.path
@@ -306,25 +311,28 @@ def _load_pooled(scenario: Scenario) -> Dataset:
             problem = "not a .npz archive" if "pickle" in str(exc) else str(exc).strip("\"'")
             raise scenario.error("data.path", problem) from None
         return _checked(scenario, data)
+    if isinstance(spec, UserData):
+        loaded = user_data(scenario, spec, seeds.child("data", "user"))
+        return _checked(scenario, loaded, "data.source")
     try:
         return load_digits()
     except ImportError as exc:
         raise scenario.error("data.source", str(exc)) from None
 
 
-def _checked(scenario: Scenario, data: Dataset) -> Dataset:
+def _checked(scenario: Scenario, data: Dataset, where: str = "data.path") -> Dataset:
     """Refuse arrays no model can train on: not numbers, NaN, negative labels, no rows."""
     if len(data) == 0:
-        raise scenario.error("data.path", "the arrays have no rows")
+        raise scenario.error(where, "the arrays have no rows")
     for key, array in (("x", data.rows(0, 1)[0]), ("y", data.y)):
         if array.dtype.kind not in "biuf":
-            raise scenario.error("data.path", f"{key} must hold numbers, got dtype {array.dtype}")
-        # x in blocks: a mapped file may be larger than memory
+            raise scenario.error(where, f"{key} must hold numbers, got dtype {array.dtype}")
+        # x in blocks: a file left on disk may be larger than memory
         blocks = data.chunks() if key == "x" else [(array, array)]
         if array.dtype.kind == "f" and not all(np.isfinite(b).all() for b, _ in blocks):
-            raise scenario.error("data.path", f"{key} holds NaN or infinite values")
+            raise scenario.error(where, f"{key} holds NaN or infinite values")
     if data.y.dtype.kind in "iu" and data.y.min() < 0:
-        raise scenario.error("data.path", f"labels must be >= 0, got {int(data.y.min())}")
+        raise scenario.error(where, f"labels must be >= 0, got {int(data.y.min())}")
     return data
 
 
@@ -337,6 +345,8 @@ def _partition(
             return iid(len(data), n, rng)
         if spec.kind == "dirichlet":
             return dirichlet(data.y, n, spec.alpha, rng, min_size=spec.min_size)
+        if spec.kind == "pathological":
+            return pathological(data.y, n, spec.classes_per_client, rng)
         return quantity_skew(len(data), n, rng, alpha=spec.alpha, min_size=spec.min_size)
     except ValueError as exc:
         raise scenario.error("data.partition", str(exc)) from None
@@ -346,9 +356,16 @@ def _partition(
 
 
 def _model_factory(
-    cfg: ScenarioConfig, seeds: SeedTree, n_features: int, n_classes: int
+    scenario: Scenario,
+    seeds: SeedTree,
+    clients: Sequence[ClientSetup],
+    n_features: int,
+    n_classes: int,
 ) -> Callable[[], Model]:
-    spec = cfg.model
+    spec = scenario.config.model
+    if isinstance(spec, UserModelConfig):
+        shape = tuple(int(n) for n in clients[0].train.rows(0, 1)[0].shape[1:])
+        return user_model_factory(scenario, spec, seeds.child("model"), shape, n_classes)
     if isinstance(spec, LogisticModelConfig):
         seed = seeds.child("model") if spec.init == "normal" else None
         return lambda: LogisticRegression(n_features, n_classes, seed=seed)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from simkit.scenario._schema import ScenarioConfig
+from simkit.scenario._schema_data import OBJECT_PATH
 from simkit.scenario._size import size_problem
 
 __all__ = [
@@ -275,6 +276,9 @@ _TYPE_WORDS = {
 }
 
 
+_TAG_FUNCTIONS = {"_model_tag()": "'kind'", "_data_tag()": "'source'"}
+
+
 def _problem(error: ErrorDetails) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     bounds = {
@@ -294,7 +298,11 @@ def _problem(error: ErrorDetails) -> str:
         return f"must be one of {ctx.get('expected', '?')}, got {_got(value)}"
     if kind == "union_tag_invalid":
         tags, tag = ctx.get("expected_tags"), ctx.get("tag")
-        return f"{ctx.get('discriminator', 'kind')} must be one of {tags}, got {tag!r}"
+        key = ctx.get("discriminator", "kind")
+        key = _TAG_FUNCTIONS.get(key, key)  # a callable discriminator (user variants)
+        return f"{key} must be one of {tags}, got {tag!r}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == OBJECT_PATH:
+        return f"must be package.module:function, got {_got(value)}"
     if kind in ("too_short", "too_long"):
         return str(error["msg"]).lower()
     if kind == "value_error":

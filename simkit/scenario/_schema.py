@@ -16,6 +16,29 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simkit.scenario._schema_base import (
+    Fraction,
+    NonNegFloat,
+    PosFloat,
+    PosInt,
+    Probability,
+    Table,
+    default_tag,
+)
+from simkit.scenario._schema_data import (
+    DataConfig,
+    DigitsData,
+    LinearModelConfig,
+    LogisticModelConfig,
+    MLPModelConfig,
+    ModelConfig,
+    NpzData,
+    PartitionConfig,
+    SyntheticData,
+    UserData,
+    UserModelConfig,
+)
+
 __all__ = [
     "AdamConfig",
     "AggregatorConfig",
@@ -41,28 +64,10 @@ __all__ = [
     "ServerOptimizerConfig",
     "SyntheticData",
     "TrainingConfig",
+    "UserData",
+    "UserModelConfig",
     "scenario_json_schema",
 ]
-
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-Fraction = Annotated[float, Field(ge=0, lt=1)]
-
-
-class _Table(BaseModel):
-    """Base of every table: unknown keys, loose types and non-finite numbers are errors."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-def _default_tag(value: Any, key: str, default: str) -> Any:
-    """Fill in a tagged union's tag when a table leaves it out."""
-    if isinstance(value, dict) and key not in value:
-        return {key: default, **value}
-    return value
-
 
 # ----------------------------------------------------------------------------- protocol
 
@@ -82,21 +87,21 @@ class ProtocolConfig(BaseModel):
 # ----------------------------------------------------------------------------- clients
 
 
-class ConstantSpeed(_Table):
+class ConstantSpeed(Table):
     """Every client has the same speed."""
 
     kind: Literal["constant"] = "constant"
     value: PosFloat = Field(default=1.0, description="Speed factor of every client.")
 
 
-class ListSpeed(_Table):
+class ListSpeed(Table):
     """One speed per client, in name order."""
 
     kind: Literal["list"] = "list"
     values: list[PosFloat] = Field(min_length=1, description="Speeds of c000, c001, ...")
 
 
-class LogNormalSpeed(_Table):
+class LogNormalSpeed(Table):
     """Speeds drawn from a log-normal distribution (seeded)."""
 
     kind: Literal["lognormal"] = "lognormal"
@@ -104,7 +109,7 @@ class LogNormalSpeed(_Table):
     sigma: NonNegFloat = Field(default=0.5, description="Log-space standard deviation.")
 
 
-class TwoTierSpeed(_Table):
+class TwoTierSpeed(Table):
     """A seeded ``fraction`` of the clients are stragglers running at ``factor``."""
 
     kind: Literal["two_tier"] = "two_tier"
@@ -117,7 +122,7 @@ SpeedConfig = Annotated[
 ]
 
 
-class ClientsConfig(_Table):
+class ClientsConfig(Table):
     """``[clients]``: how many clients (named c000, c001, ...) and how fast."""
 
     count: PosInt = Field(default=10, description="Number of clients.")
@@ -126,7 +131,7 @@ class ClientsConfig(_Table):
     @field_validator("speeds", mode="before")
     @classmethod
     def _speed_kind(cls, value: Any) -> Any:
-        return _default_tag(value, "kind", "constant")
+        return default_tag(value, "kind", "constant")
 
     @model_validator(mode="after")
     def _speeds_match_count(self) -> ClientsConfig:
@@ -137,103 +142,10 @@ class ClientsConfig(_Table):
         return self
 
 
-# ----------------------------------------------------------------------------- data
-
-
-class PartitionConfig(_Table):
-    """How a pooled data set is split among clients."""
-
-    kind: Literal["iid", "dirichlet", "quantity_skew"] = Field(
-        default="iid", description="iid, dirichlet (label skew) or quantity_skew (size skew)."
-    )
-    alpha: PosFloat = Field(
-        default=0.5, description="Dirichlet concentration (dirichlet, quantity_skew)."
-    )
-    min_size: Annotated[int, Field(ge=0)] = Field(
-        default=1, description="Minimum samples per client."
-    )
-
-
-class _DataCommon(_Table):
-    test_fraction: Fraction = Field(
-        default=0.2, description="Share of the data held out as the server's test set (0: none)."
-    )
-    valid_fraction: Fraction = Field(
-        default=0.0, description="Share of each client's shard kept as its validation set."
-    )
-
-
-class SyntheticData(_DataCommon):
-    """Synthetic(alpha, beta) of Li et al. 2020 (FedProx): one generator per client."""
-
-    source: Literal["synthetic"] = "synthetic"
-    alpha: NonNegFloat = Field(default=1.0, description="Model heterogeneity.")
-    beta: NonNegFloat = Field(default=1.0, description="Input heterogeneity.")
-    samples: PosInt | None = Field(
-        default=None, description="Samples per client (default: the paper's power law)."
-    )
-    dim: PosInt = Field(default=60, description="Input dimension.")
-    classes: Annotated[int, Field(ge=2)] = Field(default=10, description="Number of classes.")
-    iid: bool = Field(default=False, description="Synthetic IID instead.")
-
-
-class DigitsData(_DataCommon):
-    """The 8x8 digits bundled with scikit-learn (extra ``simkit[digits]``)."""
-
-    source: Literal["digits"] = "digits"
-    partition: PartitionConfig = PartitionConfig()
-
-
-class NpzData(_DataCommon):
-    """Arrays from a ``.npz`` file (``path`` relative to the scenario file)."""
-
-    source: Literal["npz"] = "npz"
-    path: str = Field(min_length=1, description="The .npz file.")
-    x_key: str = Field(default="x", description="Name of the inputs array.")
-    y_key: str = Field(default="y", description="Name of the labels array.")
-    partition: PartitionConfig = PartitionConfig()
-
-
-DataConfig = Annotated[SyntheticData | DigitsData | NpzData, Field(discriminator="source")]
-
-
-# ----------------------------------------------------------------------------- model
-
-
-class LogisticModelConfig(_Table):
-    """Multinomial logistic regression (numpy)."""
-
-    kind: Literal["logistic"] = "logistic"
-    init: Literal["zeros", "normal"] = Field(default="zeros", description="Initial weights.")
-
-
-class LinearModelConfig(_Table):
-    """Linear regression (numpy, mean squared error)."""
-
-    kind: Literal["linear"] = "linear"
-
-
-class MLPModelConfig(_Table):
-    """A torch multi-layer perceptron: Linear layers with an activation between."""
-
-    kind: Literal["mlp"] = "mlp"
-    hidden: list[PosInt] = Field(default_factory=lambda: [64], description="Hidden widths.")
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu"] = "relu"
-    dropout: Fraction = Field(default=0.0, description="Dropout after each hidden layer.")
-    num_threads: Annotated[int, Field(gt=0, le=256)] | None = Field(
-        default=1, description="torch intra-op threads during training (bitwise across machines)."
-    )
-
-
-ModelConfig = Annotated[
-    LogisticModelConfig | LinearModelConfig | MLPModelConfig, Field(discriminator="kind")
-]
-
-
 # ----------------------------------------------------------------------------- training
 
 
-class TrainingConfig(_Table):
+class TrainingConfig(Table):
     """``[training]``: each client's local work per round (first limit wins)."""
 
     batch_size: PosInt = Field(default=32, description="Samples per step.")
@@ -247,7 +159,7 @@ class TrainingConfig(_Table):
     eval_batch_size: PosInt = Field(default=256, description="Samples per evaluation step.")
 
 
-class LinearSchedule(_Table):
+class LinearSchedule(Table):
     """Learning-rate multiplier from ``start`` to ``end`` over ``steps`` rounds."""
 
     kind: Literal["linear"] = "linear"
@@ -256,7 +168,7 @@ class LinearSchedule(_Table):
     end: float = 0.0
 
 
-class MultiLinearSchedule(_Table):
+class MultiLinearSchedule(Table):
     """Linear pieces one after another."""
 
     kind: Literal["multilinear"] = "multilinear"
@@ -266,13 +178,13 @@ class MultiLinearSchedule(_Table):
 ScheduleConfig = Annotated[LinearSchedule | MultiLinearSchedule, Field(discriminator="kind")]
 
 
-class _WithSchedule(_Table):
+class _WithSchedule(Table):
     schedule: ScheduleConfig | None = Field(default=None, description="Learning-rate schedule.")
 
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule_kind(cls, value: Any) -> Any:
-        return _default_tag(value, "kind", "linear")
+        return default_tag(value, "kind", "linear")
 
 
 class SGDConfig(_WithSchedule):
@@ -315,7 +227,7 @@ class ServerOptimizerConfig(_WithSchedule):
     tau: PosFloat = 1e-3
 
 
-class OptimizerConfig(_Table):
+class OptimizerConfig(Table):
     """``[optimizer]``: ``[optimizer.client]`` and ``[optimizer.server]``."""
 
     client: ClientOptimizerConfig = SGDConfig()
@@ -324,10 +236,10 @@ class OptimizerConfig(_Table):
     @field_validator("client", mode="before")
     @classmethod
     def _client_kind(cls, value: Any) -> Any:
-        return _default_tag(value, "kind", "sgd")
+        return default_tag(value, "kind", "sgd")
 
 
-class AggregatorConfig(_Table):
+class AggregatorConfig(Table):
     """``[aggregator]``: how the server combines client updates."""
 
     kind: Literal["weighted_mean", "mean", "median", "trimmed_mean"] = "weighted_mean"
@@ -339,7 +251,7 @@ class AggregatorConfig(_Table):
     )
 
 
-class CostConfig(_Table):
+class CostConfig(Table):
     """``[cost]``: virtual seconds of compute at speed 1."""
 
     per_sample: NonNegFloat = 1e-3
@@ -351,18 +263,18 @@ class CostConfig(_Table):
 # ----------------------------------------------------------------------------- network
 
 
-class ConstantLatency(_Table):
+class ConstantLatency(Table):
     kind: Literal["constant"] = "constant"
     seconds: NonNegFloat = 0.0
 
 
-class UniformLatency(_Table):
+class UniformLatency(Table):
     kind: Literal["uniform"] = "uniform"
     low: NonNegFloat
     high: NonNegFloat
 
 
-class LogNormalLatency(_Table):
+class LogNormalLatency(Table):
     kind: Literal["lognormal"] = "lognormal"
     median: PosFloat
     sigma: NonNegFloat = 0.5
@@ -373,7 +285,7 @@ LatencyConfig = Annotated[
 ]
 
 
-class NetworkConfig(_Table):
+class NetworkConfig(Table):
     """``[network]``: every link's latency, bandwidth and loss."""
 
     latency: NonNegFloat | LatencyConfig = Field(
@@ -390,10 +302,10 @@ class NetworkConfig(_Table):
     @field_validator("latency", mode="before")
     @classmethod
     def _latency_kind(cls, value: Any) -> Any:
-        return _default_tag(value, "kind", "constant")
+        return default_tag(value, "kind", "constant")
 
 
-class HeartbeatConfig(_Table):
+class HeartbeatConfig(Table):
     """``[heartbeat]``: liveness pings on every connection."""
 
     interval: PosFloat = 1.0
@@ -406,7 +318,7 @@ class HeartbeatConfig(_Table):
 # ----------------------------------------------------------------------------- faults
 
 
-class DropoutConfig(_Table):
+class DropoutConfig(Table):
     """A seeded share of the clients drops out once each."""
 
     fraction: Probability = Field(default=0.0, description="Share of clients that drop.")
@@ -435,7 +347,7 @@ class DropoutConfig(_Table):
         return self
 
 
-class PerRoundDropoutConfig(_Table):
+class PerRoundDropoutConfig(Table):
     """Each still-alive client drops with probability ``rate`` in each round."""
 
     rate: Probability = 0.0
@@ -443,7 +355,7 @@ class PerRoundDropoutConfig(_Table):
     loud: bool = False
 
 
-class FaultsConfig(_Table):
+class FaultsConfig(Table):
     """``[faults]``: explicit events plus seeded generators."""
 
     events: list[dict[str, Any]] = Field(
@@ -453,7 +365,7 @@ class FaultsConfig(_Table):
     per_round: PerRoundDropoutConfig | None = None
 
 
-class SecAggConfig(_Table):
+class SecAggConfig(Table):
     """``[secagg]``: secure aggregation settings, passed to the protocol."""
 
     mode: Literal["off", "secagg", "secagg+"] = "off"
@@ -473,9 +385,16 @@ class SecAggConfig(_Table):
         default=None,
         description="Client secrets: default seeded in virtual time, OS entropy over real sockets.",
     )
+    adversary: Literal["passive", "active"] | None = Field(
+        default=None,
+        description="'active': signed keys and a consistency check before unmasking.",
+    )
+    attack: str | None = Field(
+        default=None, description="Teaching: 'split-view:<client>' makes the server lie."
+    )
 
 
-class RunConfig(_Table):
+class RunConfig(Table):
     """``[run]``: limits and what the trace keeps."""
 
     max_time: PosFloat | None = Field(default=None, description="Virtual-time bound (seconds).")
@@ -486,7 +405,7 @@ class RunConfig(_Table):
 # ----------------------------------------------------------------------------- scenario
 
 
-class ScenarioConfig(_Table):
+class ScenarioConfig(Table):
     """A whole scenario file."""
 
     name: str = Field(default="", description="Scenario name (default: the file's stem).")
@@ -510,12 +429,12 @@ class ScenarioConfig(_Table):
     @field_validator("data", mode="before")
     @classmethod
     def _data_source(cls, value: Any) -> Any:
-        return _default_tag(value, "source", "synthetic")
+        return default_tag(value, "source", "synthetic")
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_kind(cls, value: Any) -> Any:
-        return _default_tag(value, "kind", "logistic")
+        return default_tag(value, "kind", "logistic")
 
 
 def scenario_json_schema() -> dict[str, Any]:

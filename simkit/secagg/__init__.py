@@ -9,11 +9,13 @@ replays exactly. See ``docs/secagg.md``.
 
 from __future__ import annotations
 
-from simkit.secagg._client import SecAggClient
+from simkit.secagg._client import Registry, SecAggClient
 from simkit.secagg._crypto import (
     KEY_BYTES,
     NONCE_BYTES,
+    SIGNATURE_BYTES,
     ByteSource,
+    Identity,
     KeyPair,
     OsEntropy,
     agree,
@@ -21,7 +23,11 @@ from simkit.secagg._crypto import (
     encrypt,
     encryption_key,
     mask_seed,
+    signed_keys_statement,
+    survivors_statement,
+    verify,
 )
+from simkit.secagg._design import DESIGN_ABORT_RATE, DESIGN_DROPOUT, abort_bound, degree_for
 from simkit.secagg._errors import (
     SecAggCryptoError,
     SecAggError,
@@ -46,17 +52,22 @@ from simkit.secagg._messages import (
     SecAggAdvertiseKeys,
     SecAggCiphertexts,
     SecAggConfig,
+    SecAggConsistencyCheck,
+    SecAggConsistencySignature,
     SecAggKeyList,
     SecAggMaskedInput,
     SecAggResult,
     SecAggSetup,
     SecAggShareKeys,
+    SecAggSignedKeyList,
+    SecAggSignedKeys,
+    SecAggSignedUnmaskRequest,
     SecAggStage,
     SecAggUnmaskRequest,
     SecAggUnmaskShares,
 )
 from simkit.secagg._quantize import MAX_BITS, Quantizer
-from simkit.secagg._server import SecAggServer
+from simkit.secagg._server import ACTIVE_STAGES, PASSIVE_STAGES, SecAggServer
 from simkit.secagg._shamir import (
     SECRET_BYTES,
     SHAMIR_PRIME,
@@ -69,26 +80,35 @@ from simkit.secagg._shamir import (
 )
 
 __all__ = [
+    "ACTIVE_STAGES",
     "DEFAULT_PRG",
     "DEGREE_TABLE",
+    "DESIGN_ABORT_RATE",
+    "DESIGN_DROPOUT",
     "KEY_BYTES",
     "MAX_BITS",
     "NONCE_BYTES",
+    "PASSIVE_STAGES",
     "PRGS",
     "SECRET_BYTES",
     "SHAMIR_PRIME",
     "SHARE_BYTES",
+    "SIGNATURE_BYTES",
     "ByteSource",
+    "Identity",
     "KeyPair",
     "NeighbourGraph",
     "OsEntropy",
     "Prg",
     "Quantizer",
+    "Registry",
     "SecAggAbort",
     "SecAggAdvertiseKeys",
     "SecAggCiphertexts",
     "SecAggClient",
     "SecAggConfig",
+    "SecAggConsistencyCheck",
+    "SecAggConsistencySignature",
     "SecAggCryptoError",
     "SecAggError",
     "SecAggKeyList",
@@ -99,15 +119,20 @@ __all__ = [
     "SecAggServer",
     "SecAggSetup",
     "SecAggShareKeys",
+    "SecAggSignedKeyList",
+    "SecAggSignedKeys",
+    "SecAggSignedUnmaskRequest",
     "SecAggStage",
     "SecAggUnmaskRequest",
     "SecAggUnmaskShares",
     "ShamirError",
     "Share",
+    "abort_bound",
     "add_mask",
     "agree",
     "decrypt",
     "default_degree",
+    "degree_for",
     "encrypt",
     "encryption_key",
     "expand_mask",
@@ -116,8 +141,11 @@ __all__ = [
     "mask_seed",
     "pair_sign",
     "reconstruct_secret",
+    "signed_keys_statement",
     "split_secret",
     "sum_masked",
+    "survivors_statement",
     "unmask_sum",
+    "verify",
     "wire_dtype",
 ]

@@ -28,12 +28,16 @@ from simkit.codec import DecodeError, packb, unpackb
 from simkit.messages import Message
 from simkit.secagg._crypto import (
     ByteSource,
+    Identity,
     KeyPair,
     agree,
     decrypt,
     encrypt,
     encryption_key,
     mask_seed,
+    signed_keys_statement,
+    survivors_statement,
+    verify,
 )
 from simkit.secagg._errors import SecAggCryptoError, SecAggLocalError, SecAggRemoteError
 from simkit.secagg._masking import mask_input, wire_dtype
@@ -41,19 +45,26 @@ from simkit.secagg._messages import (
     SecAggAbort,
     SecAggAdvertiseKeys,
     SecAggCiphertexts,
+    SecAggConsistencyCheck,
+    SecAggConsistencySignature,
     SecAggKeyList,
     SecAggMaskedInput,
     SecAggSetup,
     SecAggShareKeys,
+    SecAggSignedKeyList,
+    SecAggSignedKeys,
+    SecAggSignedUnmaskRequest,
     SecAggStage,
     SecAggUnmaskRequest,
     SecAggUnmaskShares,
 )
 from simkit.secagg._shamir import ShamirError, Share, split_secret
 
-__all__ = ["SecAggClient"]
+__all__ = ["Registry", "SecAggClient"]
 
 Stage = SecAggStage
+Registry = Callable[[str], bytes | None]
+"""Active mode: a client name -> its Ed25519 verification key, from a PKI, not the server."""
 
 
 def pack_bundle(sender: str, receiver: str, sk_share: Share, b_share: Share) -> bytes:
@@ -87,6 +98,10 @@ class SecAggClient:
             An :class:`~simkit.secagg.OsEntropy` draws them from the operating
             system instead (a real deployment; no longer replayable).
         vector: The quantized input: 1-d uint64 values below ``2**bits``.
+        identity: Active-adversary mode: the client's Ed25519 identity; it
+            signs its keys and the survivor set (Bonawitz et al. 2017, §6).
+        registry: Active mode: name -> Ed25519 verification key (or
+            ``None`` if unknown), learnt without the server (a PKI).
 
     Attributes:
         name: The client's name.
@@ -103,8 +118,20 @@ class SecAggClient:
                 return
     """
 
-    def __init__(self, name: str, seed_tree: ByteSource, vector: npt.ArrayLike) -> None:
+    def __init__(
+        self,
+        name: str,
+        seed_tree: ByteSource,
+        vector: npt.ArrayLike,
+        *,
+        identity: Identity | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.name = name
+        if (identity is None) != (registry is None):
+            raise SecAggLocalError(f"{name}: active mode needs both an identity and a registry")
+        self._identity = identity
+        self._registry = registry
         self.stage = Stage.SETUP
         self.abort_reason: str | None = None
         self._root = seed_tree
@@ -173,9 +200,13 @@ class SecAggClient:
         self._s = KeyPair.from_seed(self._tree.bytes("s_sk"))
         self._b = self._tree.bytes("b")
         self._c_shared = {}
-        return SecAggAdvertiseKeys(self._round, self.name, self._c.public, self._s.public)
+        keys = (self._round, self.name, self._c.public, self._s.public)
+        if self._identity is not None:
+            return SecAggSignedKeys(*keys, self._identity.sign(signed_keys_statement(*keys)))
+        return SecAggAdvertiseKeys(*keys)
 
     def _on_key_list(self, msg: SecAggKeyList) -> SecAggShareKeys | None:
+        self._check_key_signatures(msg)
         keys = {n: (c, s) for n, c, s in zip(msg.names, msg.c_pks, msg.s_pks, strict=True)}
         if len(keys) != len(msg.names) or keys.get(self.name) != (self._c.public, self._s.public):
             raise SecAggRemoteError(f"{self.name}: key list repeats names or misstates its keys")
@@ -208,6 +239,24 @@ class SecAggClient:
                 )
             )
         return SecAggShareKeys(self._round, self.name, tuple(recipients), tuple(boxes))
+
+    def _check_key_signatures(self, msg: SecAggKeyList) -> None:
+        """Active mode: every listed key pair must carry its owner's signature.
+
+        Raises:
+            SecAggRemoteError: An unsigned list, an owner the registry does not
+                know, or a signature that does not verify (keys the server
+                swapped for its own).
+        """
+        if self._registry is None:
+            return
+        if not isinstance(msg, SecAggSignedKeyList):
+            raise SecAggRemoteError(f"{self.name}: active mode needs a signed key list")
+        for n, c, s, sig in zip(msg.names, msg.c_pks, msg.s_pks, msg.signatures, strict=True):
+            public = self._registry(n)
+            statement = signed_keys_statement(self._round, n, c, s)
+            if public is None or not verify(public, sig, statement):
+                raise SecAggRemoteError(f"{self.name}: the keys of {n!r} are not signed by {n!r}")
 
     def _on_ciphertexts(self, msg: SecAggCiphertexts) -> SecAggMaskedInput | None:
         senders = set(msg.senders)
@@ -255,7 +304,53 @@ class SecAggClient:
             raise SecAggRemoteError(f"{self.name}: {exc}") from None
         return unpack_bundle(plain, sender, self.name, self._indices[self.name])
 
+    def _on_consistency(self, msg: SecAggConsistencyCheck) -> SecAggConsistencySignature | None:
+        """Active mode: check U3 and sign it (the unmask request must show t signed the same)."""
+        if self._identity is None:
+            raise SecAggRemoteError(f"{self.name}: a consistency check in passive mode")
+        u3, t = set(msg.survivors), self._setup.threshold
+        if len(u3) != len(msg.survivors) or self.name not in u3:
+            raise SecAggRemoteError(f"{self.name}: the survivor set repeats names or omits it")
+        mine = u3 & self._indices.keys()
+        if not mine <= self._held.keys():
+            raise SecAggRemoteError(f"{self.name}: survivors it holds no shares of: {sorted(mine)}")
+        if len(mine) < t:
+            self._abort(
+                f"refusing to sign: {len(mine)} of its neighbourhood survive, threshold {t}"
+            )
+            return None
+        self._u3 = frozenset(u3)
+        statement = survivors_statement(self._round, msg.survivors)
+        return SecAggConsistencySignature(self._round, self.name, self._identity.sign(statement))
+
+    def _check_signed(self, msg: SecAggUnmaskRequest) -> None:
+        """Active mode: ``t`` of its neighbourhood signed the U3 this client signed.
+
+        Raises:
+            SecAggRemoteError: An unsigned request, survivors outside the
+                signed U3 or dropped clients inside it, or fewer than ``t``
+                valid signatures (the server showed others another U3).
+        """
+        if self._registry is None:
+            return
+        if not isinstance(msg, SecAggSignedUnmaskRequest):
+            raise SecAggRemoteError(f"{self.name}: active mode needs the consistency check")
+        if not set(msg.survivors) <= self._u3 or set(msg.dropped) & self._u3:
+            raise SecAggRemoteError(f"{self.name}: unmask request contradicts the signed U3")
+        statement = survivors_statement(self._round, tuple(self._u3))
+        valid = set()
+        for signer, sig in zip(msg.signers, msg.signatures, strict=True):
+            public = self._registry(signer) if signer in self._indices else None
+            if signer in self._u3 and public is not None and verify(public, sig, statement):
+                valid.add(signer)
+        if len(valid) < self._setup.threshold:
+            raise SecAggRemoteError(
+                f"{self.name}: refusing to unmask: {len(valid)} of its neighbourhood signed "
+                f"its survivor set, threshold {self._setup.threshold}"
+            )
+
     def _on_unmask(self, msg: SecAggUnmaskRequest) -> SecAggUnmaskShares | None:
+        self._check_signed(msg)
         survivors, dropped = self._check_unmask(msg)
         if len(survivors) < self._setup.threshold:
             # counted from the list itself: ``n_survivors`` is the server's claim
@@ -322,5 +417,12 @@ _TRANSITIONS: Final[dict[tuple[SecAggStage, type[Message]], tuple[_Handler, SecA
     (Stage.ADVERTISE_KEYS, SecAggKeyList): (SecAggClient._on_key_list, Stage.SHARE_KEYS),
     (Stage.SHARE_KEYS, SecAggCiphertexts): (SecAggClient._on_ciphertexts, Stage.MASKED_INPUT),
     (Stage.MASKED_INPUT, SecAggUnmaskRequest): (SecAggClient._on_unmask, Stage.DONE),
+    # active mode
+    (Stage.ADVERTISE_KEYS, SecAggSignedKeyList): (SecAggClient._on_key_list, Stage.SHARE_KEYS),
+    (Stage.MASKED_INPUT, SecAggConsistencyCheck): (
+        SecAggClient._on_consistency,
+        Stage.CONSISTENCY,
+    ),
+    (Stage.CONSISTENCY, SecAggSignedUnmaskRequest): (SecAggClient._on_unmask, Stage.DONE),
 }
 """(stage, message type) -> (handler, stage after it): every transition of a client."""

@@ -28,8 +28,9 @@ import os
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -41,7 +42,9 @@ from simkit.secagg._errors import SecAggCryptoError
 __all__ = [
     "KEY_BYTES",
     "NONCE_BYTES",
+    "SIGNATURE_BYTES",
     "ByteSource",
+    "Identity",
     "KeyPair",
     "OsEntropy",
     "agree",
@@ -50,6 +53,9 @@ __all__ = [
     "encrypt",
     "encryption_key",
     "mask_seed",
+    "signed_keys_statement",
+    "survivors_statement",
+    "verify",
 ]
 
 KEY_BYTES: Final = 32
@@ -61,6 +67,11 @@ NONCE_BYTES: Final = 12
 _MASK_INFO: Final = b"simkit.secagg.v1/mask"
 _ENCRYPT_INFO: Final = b"simkit.secagg.v1/encrypt"
 _AAD_INFO: Final = b"simkit.secagg.v1/bundle"
+_KEYS_INFO: Final = b"simkit.secagg.v1/keys"
+_SURVIVORS_INFO: Final = b"simkit.secagg.v1/survivors"
+
+SIGNATURE_BYTES: Final = 64
+"""Length of an Ed25519 signature."""
 
 
 class ByteSource(Protocol):
@@ -214,3 +225,54 @@ def decrypt(key: bytes, box: bytes, *, sender: str, receiver: str, round_id: int
             f"ciphertext from {sender!r} to {receiver!r} in round {round_id} does not "
             "authenticate (altered, misrouted or under another key)"
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A client's long-term Ed25519 signing key (active-adversary mode).
+
+    Its public half must reach the other clients without passing through
+    the server (a PKI); the server relays signatures it cannot forge.
+
+    Attributes:
+        private: The signing key.
+        public: The raw 32-byte verification key.
+    """
+
+    private: Ed25519PrivateKey
+    public: bytes
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        """The identity whose private key is ``seed`` (32 bytes).
+
+        Raises:
+            SecAggCryptoError: ``seed`` is not 32 bytes.
+        """
+        if len(seed) != KEY_BYTES:
+            raise SecAggCryptoError(f"an Ed25519 private key is {KEY_BYTES} bytes, got {len(seed)}")
+        private = Ed25519PrivateKey.from_private_bytes(seed)
+        return cls(private, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def sign(self, statement: bytes) -> bytes:
+        """The 64-byte signature of ``statement`` (deterministic)."""
+        return self.private.sign(statement)
+
+
+def verify(public: bytes, signature: bytes, statement: bytes) -> bool:
+    """Whether ``signature`` is ``public``'s signature of ``statement``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, statement)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def signed_keys_statement(round_id: int, name: str, c_pk: bytes, s_pk: bytes) -> bytes:
+    """What a client signs in AdvertiseKeys: its two public keys for the round."""
+    return _KEYS_INFO + _encode(round_id, name) + c_pk + s_pk
+
+
+def survivors_statement(round_id: int, survivors: tuple[str, ...]) -> bytes:
+    """What a client signs in the consistency check: the round's U3, sorted."""
+    return _SURVIVORS_INFO + _encode(round_id, len(survivors), *sorted(survivors))

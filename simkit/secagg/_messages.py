@@ -16,6 +16,14 @@ Stage by stage (server ``S``, client ``u``)::
     S -> u  SecAggUnmaskRequest    survivors (U3) and dropped (U2 \\ U3) neighbours
     u -> S  SecAggUnmaskShares     b shares of survivors, s_sk shares of dropped       U4
     S -> u  SecAggAbort            (any stage) the reason the round stopped
+
+In active-adversary mode (Bonawitz et al. 2017, §6) AdvertiseKeys and the
+key list carry Ed25519 signatures (``SecAggSignedKeys``,
+``SecAggSignedKeyList``), and a consistency check comes before unmasking::
+
+    S -> u  SecAggConsistencyCheck      U3, the same list for everyone
+    u -> S  SecAggConsistencySignature  u's signature of U3                   U3'
+    S -> u  SecAggSignedUnmaskRequest   the request, with the signatures of U3
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from simkit.messages import Message
-from simkit.secagg._crypto import KEY_BYTES
+from simkit.secagg._crypto import KEY_BYTES, SIGNATURE_BYTES
 from simkit.secagg._masking import PRGS, Prg
 from simkit.secagg._quantize import MAX_BITS
 from simkit.secagg._shamir import SHARE_BYTES
@@ -37,11 +45,16 @@ __all__ = [
     "SecAggAdvertiseKeys",
     "SecAggCiphertexts",
     "SecAggConfig",
+    "SecAggConsistencyCheck",
+    "SecAggConsistencySignature",
     "SecAggKeyList",
     "SecAggMaskedInput",
     "SecAggResult",
     "SecAggSetup",
     "SecAggShareKeys",
+    "SecAggSignedKeyList",
+    "SecAggSignedKeys",
+    "SecAggSignedUnmaskRequest",
     "SecAggStage",
     "SecAggUnmaskRequest",
     "SecAggUnmaskShares",
@@ -55,6 +68,7 @@ class SecAggStage(enum.Enum):
     ADVERTISE_KEYS = "advertise-keys"
     SHARE_KEYS = "share-keys"
     MASKED_INPUT = "masked-input"
+    CONSISTENCY = "consistency-check"
     UNMASKING = "unmasking"
     DONE = "done"
     ABORTED = "aborted"
@@ -93,6 +107,8 @@ class SecAggConfig:
         degree: SecAgg+ neighbour degree; ``None`` for the default table.
         prg: Mask generator: ``"philox"``, ``"pcg64"`` or ``"aes-ctr"``.
         round_id: The round number (bound into keys, seeds and ciphertexts).
+        adversary: ``"passive"`` (semi-honest server) or ``"active"``
+            (signed keys and a consistency check before unmasking).
     """
 
     threshold: int
@@ -102,9 +118,14 @@ class SecAggConfig:
     degree: int | None = None
     prg: Prg = "philox"
     round_id: int = 0
+    adversary: Literal["passive", "active"] = "passive"
 
     def __post_init__(self) -> None:
         _positive(self, "threshold", self.threshold, 2)
+        if self.adversary not in ("passive", "active"):
+            raise ValueError(
+                f"SecAggConfig.adversary must be 'passive' or 'active', got {self.adversary!r}"
+            )
         _positive(self, "length", self.length)
         _positive(self, "round_id", self.round_id, 0)
         if isinstance(self.bits, bool) or not isinstance(self.bits, int):
@@ -171,6 +192,29 @@ class SecAggKeyList(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class SecAggSignedKeys(SecAggAdvertiseKeys):
+    """Client -> server (stage 1, active mode): the keys and the client's signature of them."""
+
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        SecAggAdvertiseKeys.__post_init__(self)
+        _sized(self, "signature", (self.signature,), SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggSignedKeyList(SecAggKeyList):
+    """Server -> client (stage 2, active mode): the key list with each owner's signature."""
+
+    signatures: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        SecAggKeyList.__post_init__(self)
+        _parallel(self, names=self.names, signatures=self.signatures)
+        _sized(self, "signatures", self.signatures, SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
 class SecAggShareKeys(Message):
     """Client -> server (stage 2): one encrypted share bundle per neighbour in U1."""
 
@@ -231,6 +275,39 @@ class SecAggUnmaskRequest(Message):
 
     def __post_init__(self) -> None:
         _positive(self, "n_survivors", self.n_survivors, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggConsistencyCheck(Message):
+    """Server -> client (active mode): U3, the clients whose masked inputs are in the sum."""
+
+    round_id: int
+    survivors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggConsistencySignature(Message):
+    """Client -> server (active mode): the client's signature of the U3 it was sent."""
+
+    round_id: int
+    sender: str
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _sized(self, "signature", (self.signature,), SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggSignedUnmaskRequest(SecAggUnmaskRequest):
+    """Server -> client (active mode): the unmask request, with signatures of U3 to check."""
+
+    signers: tuple[str, ...]
+    signatures: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        SecAggUnmaskRequest.__post_init__(self)
+        _parallel(self, signers=self.signers, signatures=self.signatures)
+        _sized(self, "signatures", self.signatures, SIGNATURE_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

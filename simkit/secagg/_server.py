@@ -40,18 +40,23 @@ from simkit.secagg._messages import (
     SecAggAdvertiseKeys,
     SecAggCiphertexts,
     SecAggConfig,
+    SecAggConsistencyCheck,
+    SecAggConsistencySignature,
     SecAggKeyList,
     SecAggMaskedInput,
     SecAggResult,
     SecAggSetup,
     SecAggShareKeys,
+    SecAggSignedKeyList,
+    SecAggSignedKeys,
+    SecAggSignedUnmaskRequest,
     SecAggStage,
     SecAggUnmaskRequest,
     SecAggUnmaskShares,
 )
 from simkit.secagg._shamir import ShamirError, Share, reconstruct_secret
 
-__all__ = ["SecAggServer"]
+__all__ = ["ACTIVE_STAGES", "PASSIVE_STAGES", "SecAggServer"]
 
 Stage = SecAggStage
 M = TypeVar("M", bound=Message)
@@ -62,12 +67,26 @@ _REPLY_TYPES: Final[dict[SecAggStage, type[Message]]] = {
     Stage.MASKED_INPUT: SecAggMaskedInput,
     Stage.UNMASKING: SecAggUnmaskShares,
 }
-_NEXT: Final = {
-    Stage.ADVERTISE_KEYS: Stage.SHARE_KEYS,
-    Stage.SHARE_KEYS: Stage.MASKED_INPUT,
-    Stage.MASKED_INPUT: Stage.UNMASKING,
-    Stage.UNMASKING: Stage.DONE,
+_ACTIVE_REPLY_TYPES: Final[dict[SecAggStage, type[Message]]] = {
+    **_REPLY_TYPES,
+    Stage.ADVERTISE_KEYS: SecAggSignedKeys,
+    Stage.CONSISTENCY: SecAggConsistencySignature,
 }
+PASSIVE_STAGES: Final = (
+    Stage.ADVERTISE_KEYS,
+    Stage.SHARE_KEYS,
+    Stage.MASKED_INPUT,
+    Stage.UNMASKING,
+)
+"""The stages of a passive-mode round, in order; stage ``i`` builds ``U_i``."""
+ACTIVE_STAGES: Final = (
+    Stage.ADVERTISE_KEYS,
+    Stage.SHARE_KEYS,
+    Stage.MASKED_INPUT,
+    Stage.CONSISTENCY,
+    Stage.UNMASKING,
+)
+"""The stages of an active-mode round: a consistency check before unmasking."""
 
 
 class _Abort(Exception):
@@ -90,6 +109,8 @@ class SecAggServer:
         result: The outcome, once ``stage`` is ``DONE`` or ``ABORTED``.
         received: Every reply admitted, in order, as ``(client, message)``:
             all the server holds (for audits and tests).
+        rejected: Client -> why its reply was refused (it then counts as
+            having dropped out in that stage).
 
     Raises:
         ValueError: Fewer than two clients, or a threshold above the number
@@ -126,6 +147,7 @@ class SecAggServer:
         self._requests: dict[str, SecAggUnmaskRequest] = {}
         self._total: np.ndarray | None = None
         self.received: list[tuple[str, Message]] = []
+        self.rejected: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the driver's API
 
@@ -168,21 +190,19 @@ class SecAggServer:
 
         Raises:
             SecAggLocalError: Called before :meth:`start` or after the end.
-            SecAggRemoteError: A client's reply breaks a protocol rule.
+            SecAggRemoteError: The replies together break a rule the server
+                must never break (both shares of one client revealed); the
+                round is recorded as aborted. A reply that breaks a rule on
+                its own only fails its sender (:attr:`rejected`).
         """
-        expected = _REPLY_TYPES.get(self.stage)
+        expected = self._reply_types.get(self.stage)
         if expected is None:
             raise SecAggLocalError(f"step() in stage {self.stage.value}")
         previous = self._sets[-1]
         alive_set = set(alive)
-        current = frozenset(n for n in replies if n in previous and n in alive_set)
+        answered = sorted(n for n in replies if n in previous and n in alive_set)
         stage = self.stage
-        try:
-            for name in sorted(current):
-                self._admit(name, replies[name], expected)
-        except SecAggRemoteError as exc:
-            self._abort(f"protocol error: {exc}", stage, ())
-            raise
+        current = frozenset(n for n in answered if self._admit(n, replies[n], expected))
         self._sets.append(current)
         try:
             self._check_threshold(current)
@@ -192,8 +212,27 @@ class SecAggServer:
         except SecAggRemoteError as exc:
             self._abort(f"protocol error: {exc}", stage, ())
             raise
-        self.stage = _NEXT[stage]
+        following = (*self.stages, Stage.DONE)
+        self.stage = following[following.index(stage) + 1]
         return sends
+
+    @property
+    def stages(self) -> tuple[SecAggStage, ...]:
+        """The round's stages in order (:data:`PASSIVE_STAGES` or :data:`ACTIVE_STAGES`)."""
+        return ACTIVE_STAGES if self.active else PASSIVE_STAGES
+
+    @property
+    def active(self) -> bool:
+        """Whether the round runs in active-adversary mode."""
+        return self.config.adversary == "active"
+
+    def expected_reply(self) -> type[Message] | None:
+        """The reply type of the stage in progress (``None`` before or after the stages)."""
+        return self._reply_types.get(self.stage)
+
+    @property
+    def _reply_types(self) -> dict[SecAggStage, type[Message]]:
+        return _ACTIVE_REPLY_TYPES if self.active else _REPLY_TYPES
 
     @property
     def survivors(self) -> tuple[tuple[str, ...], ...]:
@@ -202,7 +241,25 @@ class SecAggServer:
 
     # ------------------------------------------------------------------ checks
 
-    def _admit(self, name: str, msg: Message, expected: type[Message]) -> None:
+    def _admit(self, name: str, msg: Message, expected: type[Message]) -> bool:
+        """Whether ``name``'s reply is admitted; a bad one fails that client alone.
+
+        A reply that breaks a rule (wrong type, round or sender, bundles to
+        the wrong recipients, a masked input of the wrong shape, shares of
+        other clients than asked) is recorded in :attr:`rejected` and its
+        sender treated as having dropped out: one lying client never ends the
+        round for the others, let alone the server.
+        """
+        try:
+            self._check_reply(name, msg, expected)
+        except SecAggRemoteError as exc:
+            self.rejected[name] = str(exc)
+            return False
+        self.received.append((name, msg))
+        self._replies[name] = msg
+        return True
+
+    def _check_reply(self, name: str, msg: Message, expected: type[Message]) -> None:
         if not isinstance(msg, expected):
             raise SecAggRemoteError(
                 f"{name} sent {type(msg).__name__} in stage {self.stage.value}, "
@@ -213,8 +270,19 @@ class SecAggServer:
             or getattr(msg, "sender", None) != name
         ):
             raise SecAggRemoteError(f"{name} sent a {expected.__name__} of another round or sender")
-        self.received.append((name, msg))
-        self._replies[name] = msg
+        if isinstance(msg, SecAggShareKeys):
+            wanted = tuple(n for n in self._in(name, self._sets[1]) if n != name)
+            if msg.recipients != wanted:
+                raise SecAggRemoteError(
+                    f"{name} sent bundles to {msg.recipients}, expected {wanted}"
+                )
+        elif isinstance(msg, SecAggMaskedInput):
+            if msg.masked.shape != (self.config.length,):
+                raise SecAggRemoteError(f"{name} sent a masked input of shape {msg.masked.shape}")
+        elif isinstance(msg, SecAggUnmaskShares):
+            asked = self._requests[name]
+            if (msg.b_owners, msg.sk_owners) != (asked.survivors, asked.dropped):
+                raise SecAggRemoteError(f"{name} revealed shares of other clients than asked")
 
     def _check_threshold(self, current: frozenset[str]) -> None:
         t = self.config.threshold
@@ -250,12 +318,17 @@ class SecAggServer:
         for v in sorted(u1):
             names = self._in(v, u1)
             keys = [self._keys[n] for n in names]
-            out[v] = SecAggKeyList(
+            columns = (
                 self.config.round_id,
                 tuple(names),
                 tuple(k.c_pk for k in keys),
                 tuple(k.s_pk for k in keys),
             )
+            if self.active:
+                signatures = tuple(k.signature for k in keys if isinstance(k, SecAggSignedKeys))
+                out[v] = SecAggSignedKeyList(*columns, signatures)
+            else:
+                out[v] = SecAggKeyList(*columns)
         return out
 
     def _after_share_keys(self, u2: frozenset[str]) -> dict[str, Message]:
@@ -292,7 +365,23 @@ class SecAggServer:
                 tuple(n for n in self.graph.neighbours(v) if n in dropped),
                 len(u3),
             )
+        if self.active:
+            check = SecAggConsistencyCheck(self.config.round_id, tuple(sorted(u3)))
+            return dict.fromkeys(sorted(u3), check)
         return dict(self._requests)
+
+    def _after_consistency(self, signed: frozenset[str]) -> dict[str, Message]:
+        """Active mode: each signer's unmask request, with its neighbourhood's signatures."""
+        sigs = {v: self._reply(v, SecAggConsistencySignature).signature for v in signed}
+        out: dict[str, Message] = {}
+        for v in sorted(signed):
+            asked, signers = self._requests[v], self._in(v, signed)
+            out[v] = self._requests[v] = SecAggSignedUnmaskRequest(
+                *(asked.round_id, asked.survivors, asked.dropped, asked.n_survivors),
+                tuple(signers),
+                tuple(sigs[n] for n in signers),
+            )
+        return out
 
     def _check_survivors(self, u3: frozenset[str]) -> None:
         """Abort before any share is asked for when unmasking would fail or leak.
@@ -380,5 +469,6 @@ class SecAggServer:
         Stage.ADVERTISE_KEYS: "_after_advertise",
         Stage.SHARE_KEYS: "_after_share_keys",
         Stage.MASKED_INPUT: "_after_masked_input",
+        Stage.CONSISTENCY: "_after_consistency",
         Stage.UNMASKING: "_after_unmask",
     }

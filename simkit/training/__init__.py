@@ -27,6 +27,7 @@ from simkit.training._aggregators import (
 from simkit.training._data import (
     DataCache,
     Dataset,
+    FileArray,
     SyntheticClient,
     dirichlet,
     evenly_distribute_count_into_bins,
@@ -83,6 +84,7 @@ from simkit.training._optimizer import (
     Optimizer,
     Schedule,
 )
+from simkit.training._partition import pathological
 from simkit.training._pool import ModelPool
 from simkit.training._serialize import (
     load_checkpoint,
@@ -120,6 +122,7 @@ __all__ = [
     "FedAvgM",
     "FedProxRegularizer",
     "FedYogi",
+    "FileArray",
     "LinearDecay",
     "LinearRegression",
     "LogisticRegression",
@@ -167,6 +170,7 @@ __all__ = [
     "load_npz",
     "load_state",
     "metric_results",
+    "pathological",
     "quantity_skew",
     "register_aggregate",
     "register_training_codecs",

@@ -19,12 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from simkit.rng import SeedTree
-from simkit.training._dataset import DataCache, Dataset, map_npy
+from simkit.training._dataset import DataCache, Dataset, FileArray, npy_on_disk
 from simkit.training._weights import Array
 
 __all__ = [
+    "ON_DISK_BYTES",
     "DataCache",
     "Dataset",
+    "FileArray",
     "SyntheticClient",
     "dirichlet",
     "evenly_distribute_count_into_bins",
@@ -316,16 +318,31 @@ def load_digits(dtype: Any = np.float64) -> Dataset:
     return Dataset(x, np.asarray(bunch.target, dtype=np.int64))
 
 
+ON_DISK_BYTES = 256 * 2**20
+""":func:`load_npz` leaves ``x`` on disk above this size (unless told otherwise)."""
+
+
 def load_npz(
-    path: str | os.PathLike[str], x_key: str = "x", y_key: str = "y", *, mmap: bool = True
+    path: str | os.PathLike[str],
+    x_key: str = "x",
+    y_key: str = "y",
+    *,
+    on_disk: bool | None = None,
 ) -> Dataset:
     """A dataset from a ``.npz`` file holding arrays ``x_key`` and ``y_key``.
 
     The file is read with ``allow_pickle=False``: object arrays are refused.
-    With ``mmap`` (the default) an uncompressed ``x`` (written by
-    ``np.savez``, not ``np.savez_compressed``) is mapped read-only from the
-    file instead of read: rows are read when gathered, so the file may be
-    larger than memory. ``y`` is always read.
+    An uncompressed ``x`` (written by ``np.savez``, not
+    ``np.savez_compressed``) can be left on disk (a :class:`FileArray`): rows
+    are then read when a batch needs them, so the file may be larger than
+    memory. ``y`` is always read.
+
+    Args:
+        path: The file.
+        x_key: Name of the inputs array.
+        y_key: Name of the targets array.
+        on_disk: Leave ``x`` on disk (``True``), read it (``False``), or
+            decide by size (``None``: on disk above :data:`ON_DISK_BYTES`).
 
     Raises:
         KeyError: One of the keys is missing (the message lists those present).
@@ -335,7 +352,11 @@ def load_npz(
         missing = [k for k in (x_key, y_key) if k not in data.files]
         if missing:
             raise KeyError(f"{os.fspath(path)}: no array {missing} (has {sorted(data.files)})")
-        x = map_npy(path, f"{x_key}.npy") if mmap else None
+        x: Array | FileArray | None = None
+        if on_disk is not False:
+            x = npy_on_disk(path, f"{x_key}.npy")
+            if x is not None and on_disk is None and len(x) * x.row_nbytes <= ON_DISK_BYTES:
+                x = None
         if x is None:
             x = np.asarray(data[x_key])
         return Dataset(x, np.asarray(data[y_key]))

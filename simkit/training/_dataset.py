@@ -13,11 +13,10 @@ Memory follows what is active, not the population (DESIGN.md, Scale):
   synthetic data is drawn from its own seed-tree stream when it trains and
   dropped when memory is needed for another client. The values are the same
   on every load, so nothing downstream can tell a hit from a miss.
-* :func:`map_npy` maps an ``.npy`` array (or an uncompressed ``.npz`` member)
-  read-only from its file; gathering rows from it reads only those rows, and
-  the pages touched are handed back to the kernel every
-  :data:`RELEASE_BYTES` gathered, so resident memory stays bounded even when
-  the file is larger than memory.
+* :func:`npy_on_disk` leaves an ``.npy`` array (or an uncompressed ``.npz``
+  member) in its file as a :class:`FileArray`: gathering rows reads only
+  those rows (``os.preadv`` into the batch's own buffer), so nothing of the
+  file stays resident in the process and the file may be larger than memory.
 
 Gathering ``base[index[order]]`` gives exactly the values of
 ``base[index][order]``, so a view trains bit for bit like the copy it replaces.
@@ -25,7 +24,6 @@ Gathering ``base[index[order]]`` gives exactly the values of
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 import zipfile
@@ -38,12 +36,13 @@ import numpy.typing as npt
 
 from simkit.training._weights import Array
 
-__all__ = ["RELEASE_BYTES", "DataCache", "Dataset", "map_npy"]
+__all__ = ["CHUNK_BYTES", "DataCache", "Dataset", "FileArray", "npy_on_disk"]
 
-RELEASE_BYTES = 64 * 2**20
-"""Bytes gathered from a mapped file between two hand-backs of its pages."""
+CHUNK_BYTES = 64 * 2**20
+"""Bytes of inputs per block of :meth:`Dataset.chunks`."""
 
 Loader = Callable[[], "Dataset"]
+_EMPTY: Array = np.empty(0)
 
 
 class DataCache:
@@ -115,33 +114,94 @@ class _Lazy:
         return (_Lazy, (self.n, self.loader, DataCache(self.cache.max_bytes)))
 
 
-class _Mapped(mmap.mmap):
-    """A read-only file mapping whose touched pages are handed back periodically.
+class FileArray:
+    """A C-ordered array inside a file, read by rows (``os.preadv``), never whole.
 
-    Arrays made with ``np.frombuffer`` over it reach it through their
-    ``.base`` chain, which is how a :class:`Dataset` finds it.
+    Reading rows this way costs one system call per row (or per run of
+    consecutive rows) and leaves nothing resident in the process: the file's
+    pages stay in the kernel's page cache, not in this process's memory, so
+    a data set larger than memory is fine. Picklable (a worker process opens
+    the file itself).
+
+    Args:
+        path: The file.
+        offset: Where the array's bytes start.
+        dtype: Element type.
+        shape: Array shape (rows first).
     """
 
-    pending: int
-    lock: threading.Lock
+    __slots__ = ("_fd", "_pid", "dtype", "offset", "path", "shape")
 
-    def touched(self, nbytes: int) -> None:
-        with self.lock:
-            self.pending += nbytes
-            if self.pending < RELEASE_BYTES:
-                return
-            self.pending = 0
-        advice = getattr(mmap, "MADV_DONTNEED", None)
-        if advice is not None:  # the pages stay in the page cache; only our mapping drops them
-            self.madvise(advice)
+    def __init__(self, path: str, offset: int, dtype: npt.DTypeLike, shape: tuple[int, ...]):
+        self.path, self.offset = path, int(offset)
+        self.dtype, self.shape = np.dtype(dtype), tuple(int(n) for n in shape)
+        self._fd = -1
+        self._pid = -1
 
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
-def _open_mapped(path: str) -> _Mapped:
-    with open(path, "rb") as f:
-        mapped = _Mapped(f.fileno(), 0, access=mmap.ACCESS_READ)
-    mapped.pending = 0
-    mapped.lock = threading.Lock()
-    return mapped
+    @property
+    def row_nbytes(self) -> int:
+        """Bytes per row."""
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # first use, or a forked child: open our own
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def _read(self, out: Array, row: int, count: int, at: int) -> None:
+        size = self.row_nbytes
+        flat: Any = out.reshape(-1).view(np.uint8)  # numpy's stubs lack the buffer protocol
+        view = memoryview(flat)[at * size : (at + count) * size]
+        done, where = 0, self.offset + row * size
+        while done < len(view):  # one call reads at most about 2 GB
+            got = os.preadv(self._file(), [view[done:]], where + done)
+            if got <= 0:
+                raise OSError(f"{self.path}: short read ({done} of {len(view)} bytes): truncated?")
+            done += got
+
+    def read(self, start: int, stop: int) -> Array:
+        """Rows ``start:stop`` (clipped to the array)."""
+        start, stop = max(0, start), min(len(self), stop)
+        out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+        if stop > start:
+            self._read(out, start, stop - start, 0)
+        return out
+
+    def take(self, rows: npt.ArrayLike) -> Array:
+        """Rows at ``rows`` (in that order); runs of consecutive rows are read at once."""
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((idx.size, *self.shape[1:]), self.dtype)
+        if idx.size == 0:
+            return out
+        if int(idx.min()) < 0 or int(idx.max()) >= len(self):
+            raise IndexError(f"row out of range for {len(self)} rows")
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks, [idx.size])).tolist()
+        first = idx[starts].tolist()
+        for at, end, row in zip(starts, ends, first, strict=True):
+            self._read(out, row, end - at, at)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("path", "offset", "dtype", "shape")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        FileArray.__init__(self, **state)
+
+    def __del__(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+
+    def __repr__(self) -> str:
+        return f"FileArray({self.path!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 def _npy_header(f: Any) -> tuple[np.dtype[Any], tuple[int, ...], bool]:
@@ -167,8 +227,8 @@ def _member_offset(path: str, member: str) -> int | None:
         return int(info.header_offset) + 30 + name_len + extra_len
 
 
-def map_npy(path: str | os.PathLike[str], member: str | None = None) -> Array | None:
-    """A read-only array mapped from an ``.npy`` file or an ``.npz`` member.
+def npy_on_disk(path: str | os.PathLike[str], member: str | None = None) -> FileArray | None:
+    """The array of an ``.npy`` file or ``.npz`` member, left on disk and read by rows.
 
     Args:
         path: The file.
@@ -176,8 +236,8 @@ def map_npy(path: str | os.PathLike[str], member: str | None = None) -> Array | 
             ``None`` for a plain ``.npy`` file.
 
     Returns:
-        The mapped array, or ``None`` when it cannot be mapped (a compressed
-        member, Fortran order, an object dtype): load it instead.
+        A :class:`FileArray`, or ``None`` when the array cannot be read in
+        place (a compressed member, Fortran order, an object dtype): load it.
     """
     path = os.fspath(path)
     start = 0 if member is None else _member_offset(path, member)
@@ -187,21 +247,9 @@ def map_npy(path: str | os.PathLike[str], member: str | None = None) -> Array | 
         f.seek(start)
         dtype, shape, fortran = _npy_header(f)
         data_at = f.tell()
-    if fortran or dtype.hasobject:
+    if fortran or dtype.hasobject or len(shape) == 0:
         return None
-    mapped = _open_mapped(path)
-    count = int(np.prod(shape, dtype=np.int64))
-    array: Array = np.frombuffer(mapped, dtype=dtype, count=count, offset=data_at).reshape(shape)
-    return array
-
-
-def _mapping_of(x: Array) -> _Mapped | None:
-    base: Any = x.base
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):  # np.frombuffer's base
-        base = base.obj
-    return base if isinstance(base, _Mapped) else None
+    return FileArray(path, data_at, dtype, shape)
 
 
 class Dataset:
@@ -215,17 +263,17 @@ class Dataset:
         ValueError: ``x`` and ``y`` have different lengths.
     """
 
-    __slots__ = ("_index", "_lazy", "_map", "_x", "_y")
+    __slots__ = ("_index", "_lazy", "_x", "_y")
 
-    def __init__(self, x: npt.ArrayLike, y: npt.ArrayLike) -> None:
-        xa, ya = np.asarray(x), np.asarray(y)
+    def __init__(self, x: npt.ArrayLike | FileArray, y: npt.ArrayLike) -> None:
+        xa = x if isinstance(x, FileArray) else np.asarray(x)
+        ya = np.asarray(y)
         if xa.ndim == 0 or ya.ndim == 0 or xa.shape[0] != ya.shape[0]:
             raise ValueError(f"x and y need the same number of rows, got {xa.shape} and {ya.shape}")
-        self._x: Array | None = xa
+        self._x: Array | FileArray | None = xa
         self._y: Array | None = ya
         self._index: Array | None = None
         self._lazy: _Lazy | None = None
-        self._map = _mapping_of(xa)
 
     @classmethod
     def lazy(cls, n_samples: int, loader: Loader, cache: DataCache) -> Dataset:
@@ -236,40 +284,42 @@ class Dataset:
         needed after that. ``len`` is known without loading.
         """
         out = cls.__new__(cls)
-        out._x = out._y = out._index = out._map = None
+        out._x = out._y = out._index = None
         out._lazy = _Lazy(int(n_samples), loader, cache)
         return out
 
     def _view(self, index: Array) -> Dataset:
         out = Dataset.__new__(Dataset)
-        out._x, out._y, out._lazy, out._map = self._x, self._y, self._lazy, self._map
+        out._x, out._y, out._lazy = self._x, self._y, self._lazy
         out._index = index
         return out
 
-    def _base(self) -> tuple[Array, Array, _Mapped | None]:
+    def _base(self) -> tuple[Array | FileArray, Array]:
         """The arrays the rows are drawn from (loading them if lazy)."""
         if self._lazy is not None:
             loaded = self._lazy.cache.get(self._lazy)
-            if loaded._index is not None:
-                x, y, mapped = loaded._base()
-                return x[loaded._index], y[loaded._index], mapped
-            return loaded._base()
+            return loaded._gather(slice(None)) if loaded._index is not None else loaded._base()
         assert self._x is not None
         assert self._y is not None
-        return self._x, self._y, self._map
+        return self._x, self._y
 
-    def _gather(self, rows: Array | slice) -> tuple[Array, Array]:
-        x, y, mapped = self._base()
+    def _gather(self, rows: Array | slice, *, x_too: bool = True) -> tuple[Array, Array]:
+        """``(x, y)`` at ``rows`` of this dataset (``x`` left empty unless ``x_too``)."""
+        x, y = self._base()
         if isinstance(rows, slice):
             if self._index is None:
+                if not x_too:
+                    return _EMPTY, y[rows]
+                if isinstance(x, FileArray):
+                    start, stop, _ = rows.indices(len(x))
+                    return x.read(start, stop), y[rows]
                 return x[rows], y[rows]
             rows = self._index[rows]
         elif self._index is not None:
             rows = self._index[rows]
-        gx, gy = x[rows], y[rows]
-        if mapped is not None:
-            mapped.touched(gx.nbytes)
-        return gx, gy
+        if not x_too:
+            return _EMPTY, y[rows]
+        return (x.take(rows) if isinstance(x, FileArray) else x[rows]), y[rows]
 
     # --------------------------------------------------------------- shape
 
@@ -294,7 +344,7 @@ class Dataset:
     @property
     def y(self) -> Array:
         """The targets (gathered anew from a view or a lazy dataset on each access)."""
-        return self._gather(slice(None))[1]
+        return self._gather(slice(None), x_too=False)[1]
 
     @property
     def is_view(self) -> bool:
@@ -303,24 +353,24 @@ class Dataset:
 
     @property
     def nbytes(self) -> int:
-        """Bytes this dataset holds itself (a view: its index; a mapped file: its ``y``)."""
+        """Bytes this dataset holds itself (a view: its index; ``x`` on disk: its ``y``)."""
         if self._index is not None:
             return int(self._index.nbytes)
         if self._lazy is not None:
             return 0
         assert self._x is not None
         assert self._y is not None
-        return int(self._y.nbytes) + (0 if self._map is not None else int(self._x.nbytes))
+        x_bytes = 0 if isinstance(self._x, FileArray) else int(self._x.nbytes)
+        return int(self._y.nbytes) + x_bytes
 
     def rows(self, start: int, stop: int) -> tuple[Array, Array]:
         """Rows ``start:stop`` as ``(x, y)`` (views of held arrays, else gathered)."""
         return self._gather(slice(start, stop))
 
-    def chunks(self, nbytes: int = RELEASE_BYTES) -> Iterator[tuple[Array, Array]]:
+    def chunks(self, nbytes: int = CHUNK_BYTES) -> Iterator[tuple[Array, Array]]:
         """All rows in order, as ``(x, y)`` blocks of about ``nbytes`` of inputs each.
 
-        For a scan (validation, statistics) of data larger than memory: a
-        mapped file's pages are handed back as the scan goes.
+        For a scan (validation, statistics) of data larger than memory.
         """
         x0 = self.rows(0, 1)[0]
         step = max(1, nbytes // max(1, x0.nbytes))
@@ -413,7 +463,7 @@ class Dataset:
 
     def materialize(self) -> Dataset:
         """The same rows held in memory (a copy for views and lazy datasets)."""
-        if not self.is_view and self._map is None:
+        if not self.is_view and not isinstance(self._x, FileArray):
             return self
         x, y = self._gather(slice(None))
         return Dataset(np.array(x), np.array(y))

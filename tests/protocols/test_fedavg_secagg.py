@@ -271,3 +271,46 @@ def test_cli_refuses_a_bad_threshold_with_exit_2_and_one_line(
     err = capsys.readouterr().err.strip()
     assert needle in err
     assert "\n" not in err
+
+
+@pytest.mark.parametrize("adversary", ["passive", "active"])
+def test_the_lying_server_scenario_reads_an_update_only_in_passive_mode(adversary: str) -> None:
+    result = run_scenario(
+        SCENARIOS / "secagg_lying_server.toml",
+        overrides=[f'secagg.adversary="{adversary}"', "rounds=1"],
+    )
+    logs = [e.info for e in result.trace.events if e.kind == "log"]
+    attack = [line for line in logs if "attack on c003" in line]
+    refusals = [line for line in logs if "refusing to unmask" in line]
+    assert result.rounds_completed == 0
+    if adversary == "passive":
+        assert attack == ["secagg round 1: attack on c003: recovered c003"]
+        assert refusals == []
+    else:
+        assert attack == ["secagg round 1: attack on c003: recovered no input"]
+        assert len(refusals) == 10
+        sent = {e.type for e in result.trace.events if e.kind == "send"}
+        assert "SecAggUnmaskShares" not in sent
+
+
+SHIPPED_DIGESTS = {
+    # (trace_digest, weights_digest): passive SecAgg messages and defaults must not move them
+    "secagg": (
+        "e3b34d7838806b3c314336b52bae600c713ab3aa5273d7f8b05b860a84174778",
+        "b2dfbeee3e35e6fbedac08902b1aa0786cc996506cfecfed9ad9183778d2e345",
+    ),
+    "secagg_plus": (
+        "bb63fe912fb65bebca236a45bdb6b9026d5749590227b25a11d5aa8cc2e49c06",
+        "c0eab4599bcd04e96bbe292509ebcbb25b06f1d8884d60e4dc2f102047be5e72",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["secagg", pytest.param("secagg_plus", marks=pytest.mark.slow)],  # 100 clients: ~6 s
+)
+def test_shipped_secagg_digests_are_pinned(name: str) -> None:
+    pytest.importorskip("sklearn")  # secagg.toml uses the digits
+    summary = run_scenario(SCENARIOS / f"{name}.toml").summary()
+    assert (summary["trace_digest"], summary["weights_digest"]) == SHIPPED_DIGESTS[name]

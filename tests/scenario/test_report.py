@@ -178,7 +178,7 @@ def test_page_table_shows_drops_and_reasons(dropouts_page: Path) -> None:
 def test_cli_table_gives_abort_reasons_and_late() -> None:
     from rich.console import Console
 
-    from simkit._cli_run import round_table
+    from simkit.cli._run import round_table
 
     rounds = [
         RoundRecord(1, ("a",), ("a",), (), late=2, t_end=123.45),

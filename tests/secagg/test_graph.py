@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simkit.rng import SeedTree
-from simkit.secagg import NeighbourGraph, default_degree
+from simkit.secagg import DEGREE_TABLE, NeighbourGraph, default_degree
+from simkit.secagg._design import DESIGN_ABORT_RATE, DESIGN_DROPOUT, abort_bound, degree_for
 
 
 def names(n: int) -> list[str]:
@@ -47,15 +48,41 @@ def test_party_numbers_follow_sorted_names() -> None:
 
 
 def test_default_degree_table() -> None:
-    assert default_degree(1_000) == 72
-    assert default_degree(10_000) == 86
-    assert default_degree(100_000) == 96
-    assert default_degree(10**7) == 96
-    assert default_degree(500) == 72
+    assert default_degree(1_000) == 178
+    assert default_degree(10_000) == 214
+    assert default_degree(100_000) == 250
+    assert default_degree(10**7) == 324
     assert default_degree(40) == 39
-    assert 72 < default_degree(3_000) < 86
+    assert default_degree(145) == 144  # the complete graph ends at n = k + 1
+    assert 178 < default_degree(3_000) < 214
     ks = [default_degree(n) for n in range(2, 200_000, 997)]
     assert ks == sorted(ks)
+    assert all(k % 2 == 0 for n, k in ((n, default_degree(n)) for n in range(250, 50_000, 331)))
+
+
+def test_the_table_is_the_smallest_degree_meeting_the_design_point() -> None:
+    for n, k in DEGREE_TABLE:
+        assert degree_for(n) == k
+        assert abort_bound(n, k) <= DESIGN_ABORT_RATE / 4 < abort_bound(n, k - 2)
+
+
+@pytest.mark.parametrize("n", [250, 700, 1_000, 2_500, 10_000, 31_623, 400_000, 5_000_000])
+def test_interpolated_degrees_meet_the_design_point(n: int) -> None:
+    k = default_degree(n)
+    assert abort_bound(n, k) <= DESIGN_ABORT_RATE / 4
+    assert k >= 72  # never below Google's security table
+
+
+def test_the_bound_is_an_upper_bound() -> None:
+    # small rings, every dropout pattern weighed exactly: P(some window < t) <= bound
+    for n, k in [(8, 2), (10, 4), (12, 4), (13, 6)]:
+        t, q = k // 2 + 1, 1 - DESIGN_DROPOUT
+        exact = 0.0
+        for mask in range(1 << n):
+            up = [(mask >> i) & 1 for i in range(n)]
+            if any(sum(up[(i + j) % n] for j in range(k + 1)) < t for i in range(n)):
+                exact += q ** sum(up) * (1 - q) ** (n - sum(up))
+        assert exact <= abort_bound(n, k) <= 2 * exact + 1e-12
 
 
 @pytest.mark.parametrize(

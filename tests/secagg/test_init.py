@@ -26,4 +26,4 @@ def test_stage_messages_are_registered_under_their_names() -> None:
         "SecAggStage",
     }
     assert messages <= set(registered_types())
-    assert len(messages) == 9
+    assert len(messages) == 14  # 9 passive, 5 more in active mode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from simkit.training import (
     SGD,
     DataCache,
     Dataset,
+    FileArray,
     LogisticRegression,
     ModelPool,
     SharedWeights,
@@ -20,12 +22,12 @@ from simkit.training import (
     TrainInstructions,
     TrainResult,
     Weights,
-    _dataset,
     iid,
     load_npz,
     same_bits,
     synthetic,
 )
+from simkit.training._dataset import npy_on_disk
 
 
 def _data(n: int = 30) -> Dataset:
@@ -85,31 +87,36 @@ def test_data_cache_keeps_the_most_recent_within_its_budget() -> None:
     assert cache.loads == 4
 
 
-def test_load_npz_maps_an_uncompressed_file_and_reads_a_compressed_one(tmp_path: Path) -> None:
+def test_load_npz_leaves_an_uncompressed_x_on_disk(tmp_path: Path) -> None:
     x, y = np.arange(200.0).reshape(50, 4), np.arange(50) % 3
     np.savez(tmp_path / "plain.npz", x=x, y=y)
     np.savez_compressed(tmp_path / "packed.npz", x=x, y=y)
-    mapped, packed = load_npz(tmp_path / "plain.npz"), load_npz(tmp_path / "packed.npz")
-    assert mapped.nbytes == y.nbytes
+    on_disk = load_npz(tmp_path / "plain.npz", on_disk=True)
+    packed = load_npz(tmp_path / "packed.npz", on_disk=True)  # cannot: read instead
+    assert on_disk.nbytes == y.nbytes  # only y is read
     assert packed.nbytes == x.nbytes + y.nbytes
-    parts = mapped.partition(iid(50, 3, SeedTree(0).numpy("p")))
+    parts = on_disk.partition(iid(50, 3, SeedTree(0).numpy("p")))
     assert np.array_equal(np.sort(np.concatenate([p.x[:, 0] for p in parts])), x[:, 0])
-    for a, b in zip(
-        mapped.epoch(SeedTree(1).numpy("e")), packed.epoch(SeedTree(1).numpy("e")), strict=True
-    ):
+    epochs = on_disk.epoch(SeedTree(1).numpy("e")), packed.epoch(SeedTree(1).numpy("e"))
+    for a, b in zip(*epochs, strict=True):
         assert np.array_equal(a, b)
-    assert not load_npz(tmp_path / "plain.npz", mmap=False).is_view
+    assert np.array_equal(on_disk.subset([7, 8, 9, 3]).rows(1, 4)[0], x[[8, 9, 3]])
+    assert np.array_equal(np.concatenate([c for c, _ in on_disk.chunks(nbytes=96)]), x)
+    assert load_npz(tmp_path / "plain.npz").nbytes == x.nbytes + y.nbytes  # small: read
+    clone = pickle.loads(pickle.dumps(parts[1]))  # a worker process opens the file itself
+    assert np.array_equal(clone.x, parts[1].x)
 
 
-def test_mapped_pages_are_handed_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    np.savez(tmp_path / "d.npz", x=np.ones((64, 512)), y=np.zeros(64))
-    data = load_npz(tmp_path / "d.npz")
-    monkeypatch.setattr(_dataset, "RELEASE_BYTES", 4096 * 8)
-    advised: list[int] = []
-    monkeypatch.setattr(_dataset._Mapped, "madvise", lambda self, *a: advised.append(a[0]))
-    for lo in range(0, 64, 8):
-        data.subset(np.arange(lo, lo + 8)).epoch(shuffle=False)
-    assert len(advised) == 8  # every 32 KiB gathered
+def test_a_truncated_file_is_named(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((10, 3)))
+    array = npy_on_disk(tmp_path / "x.npy")
+    assert isinstance(array, FileArray)
+    with open(tmp_path / "x.npy", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(OSError, match=r"x\.npy: short read"):
+        array.take([9])
+    with pytest.raises(IndexError, match="out of range for 10 rows"):
+        array.take([10])
 
 
 def _instructions(r: int, weights: Weights) -> TrainInstructions:

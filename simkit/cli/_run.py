@@ -1,18 +1,19 @@
-"""``simkit run`` and ``simkit scenario``: the scenario commands of the CLI.
+"""``simkit run``, and the display ``simkit serve`` shares with it.
 
-Kept apart from :mod:`simkit.cli` so that ``simkit --help`` stays fast: the
-scenario layer (pydantic, the training core) and rich load only when one of
-these commands runs. Human output (progress bar, per-round table) goes to
-stdout, or to stderr with ``--json`` so that stdout holds only the JSON line.
+The scenario layer (pydantic, the training core) and rich load only when a
+command runs, so that ``simkit --help`` stays fast. Human output (progress
+bar, per-round table) goes to stdout, or to stderr with ``--json`` so that
+stdout holds only the JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
+
+from simkit.cli._base import CLIError, integer, out
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = [
     "finish",
     "footer",
-    "integer",
     "live_rounds",
     "load",
     "output_args",
@@ -34,37 +34,15 @@ __all__ = [
     "round_table",
     "run_args",
     "run_command",
-    "scenario_args",
-    "scenario_check",
-    "scenario_check_args",
-    "scenario_schema",
-    "scenario_schema_args",
+    "scenario_file_args",
     "verbose_arg",
 ]
-
-
-def _out(text: str, stream: IO[str] | None = None) -> None:
-    (stream or sys.stdout).write(text + "\n")
-
-
-def _cli_error(message: str) -> Exception:
-    from simkit.cli import CLIError  # imported late: simkit.cli imports this module
-
-    return CLIError(message)
-
-
-def integer(value: str) -> int:
-    """An option's integer value (``--seed``): ``expected an integer, got 'abc'``."""
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
 
 
 # ----------------------------------------------------------------------------- run
 
 
-def scenario_args(parser: argparse.ArgumentParser) -> None:
+def scenario_file_args(parser: argparse.ArgumentParser) -> None:
     """The scenario file, ``--seed`` and ``--set`` (``run``, ``serve``, ``client``)."""
     parser.add_argument("scenario", metavar="SCENARIO", help="scenario file (TOML)")
     parser.add_argument("--seed", type=integer, help="the run's seed (overrides the file's)")
@@ -100,7 +78,7 @@ def verbose_arg(parser: argparse.ArgumentParser) -> None:
 
 def run_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simkit run``."""
-    scenario_args(parser)
+    scenario_file_args(parser)
     output_args(parser)
     parser.add_argument(
         "--transport",
@@ -120,7 +98,7 @@ def run_command(args: argparse.Namespace) -> int:
     from simkit.runner import run_scenario
 
     if args.processes and args.transport != "tcp":
-        raise _cli_error("--processes needs --transport tcp")
+        raise CLIError("--processes needs --transport tcp")
     scenario = load(args)
     console, live = live_rounds(args, scenario)
     # Client processes read the file themselves, with the same seed and overrides.
@@ -160,9 +138,9 @@ def run_live(
     try:
         result = call()
     except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     except RunError as exc:
-        _out(f"simkit: error: {exc}", sys.stderr)
+        out(f"simkit: error: {exc}", sys.stderr)
         return 1
     finally:
         if live is not None:
@@ -179,7 +157,7 @@ def load(args: argparse.Namespace) -> Scenario:
         overrides = with_seed(args.overrides, args.seed) if args.seed is not None else None
         return load_scenario(args.scenario, overrides or args.overrides)
     except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
+        raise CLIError(str(exc)) from None
 
 
 def live_rounds(args: argparse.Namespace, scenario: Scenario) -> tuple[Console, _LiveRounds | None]:
@@ -198,20 +176,20 @@ def finish(args: argparse.Namespace, result: RunResult, console: Console) -> int
         try:
             result.save_weights(args.save_weights)
         except OSError as exc:
-            raise _cli_error(f"{args.save_weights}: cannot write: {exc.strerror or exc}") from None
+            raise CLIError(f"{args.save_weights}: cannot write: {exc.strerror or exc}") from None
     if args.report:
         from simkit.report import ReportError, write_report
 
         try:
             write_report(result, args.report)
         except ReportError as exc:
-            raise _cli_error(str(exc)) from None
+            raise CLIError(str(exc)) from None
         except OSError as exc:
-            raise _cli_error(f"{args.report}: cannot write report: {exc}") from None
+            raise CLIError(f"{args.report}: cannot write report: {exc}") from None
         if not args.quiet:
             console.print(f"report written to {args.report}/index.html", highlight=False)
     if args.json:
-        _out(result.to_json())
+        out(result.to_json())
     clients = set(result.clients)
     return 1 if any(actor not in clients for actor, _ in result.errors) else 0
 
@@ -221,10 +199,10 @@ def report_errors(
 ) -> None:
     """One line per actor that raised (where it raised); ``--verbose``: the tracebacks."""
     for actor, text in errors:
-        _out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
+        out(f"simkit: warning: actor {actor} raised: {text}", sys.stderr)
     if getattr(args, "verbose", False):
         for actor, text in tracebacks:
-            _out(f"--- actor {actor}:\n{text}", sys.stderr)
+            out(f"--- actor {actor}:\n{text}", sys.stderr)
 
 
 def _console(stream: IO[str]) -> Console:
@@ -359,63 +337,3 @@ def _times(result: RunResult) -> str:
     if result.transport == "tcp":
         return f"{result.virtual_time_s:.2f} s real time over TCP"
     return f"{result.virtual_time_s:.2f} s virtual in {result.wall_time_s:.2f} s wall"
-
-
-# ----------------------------------------------------------------------------- scenario
-
-
-def scenario_schema_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``simkit scenario schema``."""
-    parser.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
-
-
-def scenario_schema(args: argparse.Namespace) -> int:
-    """Print (or write) the JSON Schema of scenario files."""
-    from simkit.scenario import scenario_json_schema
-
-    text = json.dumps(scenario_json_schema(), indent=2)
-    if args.output is None:
-        _out(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    except OSError as exc:
-        raise _cli_error(f"{args.output}: cannot write: {exc.strerror or exc}") from None
-    return 0
-
-
-def scenario_check_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``simkit scenario check``."""
-    parser.add_argument("files", nargs="+", metavar="SCENARIO", help="scenario files")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-
-
-def scenario_check(args: argparse.Namespace) -> int:
-    """Validate scenario files and, when the protocol is installed, build them.
-
-    Building (data, model, clients, faults, the protocol's actors) without
-    running catches what ``simkit run`` would refuse before its first round:
-    a missing data file, more clients than samples, a ``[secagg]`` table the
-    protocol cannot use.
-    """
-    from simkit.protocol import UnknownProtocol, find_protocol
-    from simkit.runner import check_scenario
-    from simkit.scenario import ScenarioError, load_scenario
-
-    for path in args.files:
-        try:
-            scenario = load_scenario(path, args.overrides)
-            cfg = scenario.config
-            try:
-                if ":" not in cfg.protocol.name:
-                    find_protocol(cfg.protocol.name)
-            except (UnknownProtocol, ImportError):
-                checked = f"protocol {cfg.protocol.name!r} not installed: its table is unchecked"
-            else:
-                check_scenario(scenario)
-                checked = "protocol checked, scenario built"
-        except (ScenarioError, ValueError) as exc:
-            raise _cli_error(str(exc)) from None
-        _out(f"{path}: ok ({cfg.clients.count} clients, {cfg.rounds} rounds; {checked})")
-    return 0

@@ -19,12 +19,13 @@ import socket
 import sys
 from typing import IO, Any
 
-from simkit._cli_run import (
+from simkit.cli._base import CLIError
+from simkit.cli._run import (
     live_rounds,
     load,
     output_args,
     run_live,
-    scenario_args,
+    scenario_file_args,
     verbose_arg,
 )
 
@@ -37,12 +38,6 @@ def _out(text: str, stream: IO[str] | None = None) -> None:
     stream = stream or sys.stdout
     stream.write(text + "\n")
     stream.flush()
-
-
-def _cli_error(message: str) -> Exception:
-    from simkit.cli import CLIError  # imported late: simkit.cli imports this module
-
-    return CLIError(message)
 
 
 def _port(value: str) -> int:
@@ -73,7 +68,7 @@ def _token_arg(parser: argparse.ArgumentParser) -> None:
 
 def serve_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simkit serve``."""
-    scenario_args(parser)
+    scenario_file_args(parser)
     parser.add_argument(
         "--port", type=_port, required=True, metavar="P", help="TCP port (0: any free one)"
     )
@@ -127,7 +122,7 @@ def _check_bind(host: str, port: int) -> None:
     try:
         socket.create_server((host, port)).close()
     except OSError as exc:
-        raise _cli_error(f"cannot listen at {host}:{port}: {exc.strerror or exc}") from None
+        raise CLIError(f"cannot listen at {host}:{port}: {exc.strerror or exc}") from None
 
 
 # ----------------------------------------------------------------------------- client
@@ -135,7 +130,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def client_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simkit client``."""
-    scenario_args(parser)
+    scenario_file_args(parser)
     parser.add_argument("--name", required=True, metavar="NAME", help="this client (c000 ...)")
     parser.add_argument(
         "--server", type=_address, required=True, metavar="HOST:P", help="the server's address"
@@ -164,7 +159,7 @@ def client_command(args: argparse.Namespace) -> int:
             trace_file=args.trace,
         )
     except ScenarioError as exc:
-        raise _cli_error(str(exc)) from None
+        raise CLIError(str(exc)) from None
     except RunError as exc:
         _out(f"simkit: error: {exc}", sys.stderr)
         return 1

@@ -1,0 +1,376 @@
+"""FedAvg's server machine driven synchronously: no event loop, no network.
+
+A :class:`Harness` plays the driver: it answers the machine's commands from
+a model of the world (who is connected in which session, what each client
+was sent), and stops when the machine waits for replies. Tests and a
+hypothesis state machine then decide what happens next (a reply, a broken
+reply, a late one, a dropout, a deadline, a rejoin) and check the round
+invariants after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from protocols.fedavg import FedAvgCore, FedAvgOptions
+from protocols.fedavg._machine import FedAvgMachine
+from protocols.messages import TrainRequest
+from simkit.actors import Received
+from simkit.driver import (
+    Broadcast,
+    Call,
+    Collected,
+    Drain,
+    Drained,
+    Listen,
+    Log,
+    Look,
+    Mark,
+    Peers,
+    Sent,
+    Stop,
+    WaitPeers,
+    WaitReplies,
+)
+from simkit.messages import SerializedMessage
+from simkit.protocol import ScenarioSetup
+from simkit.scenario import build, load_scenario
+
+from .hostile import VARIANTS, Crafted, craft, encode
+
+CLIENTS = 4
+SCENARIO: dict[str, Any] = {
+    "name": "machine",
+    "seed": 1,
+    "rounds": 4,
+    "protocol": {"name": "fedavg", "round_timeout": 10.0, "eval_every": 0},
+    "clients": {"count": CLIENTS},
+    "data": {"alpha": 0.5, "beta": 0.5, "samples": 40, "dim": 4, "classes": 3},
+    "training": {"batch_size": 8, "n_epoch": 1},
+}
+_SETUP: list[ScenarioSetup] = []
+
+
+def setup() -> ScenarioSetup:
+    if not _SETUP:
+        _SETUP.append(build(load_scenario(SCENARIO)).setup)
+    return _SETUP[0]
+
+
+def machine(**options: Any) -> FedAvgMachine:
+    table = {"round_timeout": 10.0, "eval_every": 0, **options}
+    return FedAvgMachine(FedAvgCore(setup(), FedAvgOptions.from_table(table, "t")))
+
+
+def _run_call(call: Call) -> object:
+    """Run a Call whose coroutine never suspends (the after-round effects)."""
+    coro = call.run(None)  # type: ignore[arg-type]
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as done:
+        return done.value
+    raise AssertionError(f"{call.what} suspended")
+
+
+class Harness:
+    """The driver's part, synchronously, over a modelled world."""
+
+    def __init__(self, m: FedAvgMachine, names: list[str]) -> None:
+        self.m = m
+        self.now = 0.0
+        self.session = {n: i + 1 for i, n in enumerate(names)}  # connected -> session
+        self.next_session = len(names) + 1
+        self.mailbox: list[Received] = []
+        self.holds: dict[str, tuple[int, int]] = {}  # what each session was really sent
+        self.requests: dict[str, TrainRequest] = {}  # the request each client works on
+        self.wait: WaitReplies | None = None
+        self.deadline = 0.0
+        self.logs: list[str] = []
+        self.stopped = False
+
+    def run(self) -> None:
+        """Perform commands until the machine waits for replies or stops."""
+        while True:
+            command = self.m.next_command(self.now)
+            if isinstance(command, Stop):
+                self.stopped, self.wait = True, None
+                return
+            if isinstance(command, WaitReplies):
+                self.wait, self.deadline = command, self.now + command.timeout
+                return
+            event = self.perform(command)
+            if event is not None:
+                self.m.handle(event, self.now)
+
+    def perform(self, command: object) -> object:
+        if isinstance(command, Listen | Mark):
+            return None
+        if isinstance(command, Log):
+            self.logs.append(command.text)
+            return None
+        if isinstance(command, Look | WaitPeers):
+            return Peers(dict(self.session))
+        if isinstance(command, Drain):
+            count, self.mailbox = len(self.mailbox), []
+            return Drained(count)
+        if isinstance(command, Broadcast):
+            return self.broadcast(command)
+        if isinstance(command, Call):
+            return _run_call(command)
+        raise AssertionError(f"unexpected command {command!r}")
+
+    def broadcast(self, command: Broadcast) -> Sent:
+        msg = command.message
+        failed = tuple(sorted(p for p in command.peers if p not in self.session))
+        for peer in command.peers:
+            if peer in failed or not isinstance(msg, TrainRequest):
+                continue
+            held = self.holds.get(peer)
+            if msg.weights is None:  # the machine's claim: this session holds that version
+                assert held == (self.session[peer], msg.version), (peer, held, msg.version)
+            else:
+                self.holds[peer] = (self.session[peer], msg.version)
+            self.requests[peer] = msg
+        return Sent(msg, failed)
+
+    def feed(self, replies: list[Received], gone: tuple[str, ...] = ()) -> None:
+        self.wait = None
+        self.m.handle(Collected(replies, gone), self.now)
+        self.run()
+
+    def waiting(self) -> tuple[str, ...]:
+        return self.wait.peers if self.wait is not None else ()
+
+
+def received(src: str, crafted: Crafted) -> Received:
+    return Received(src, SerializedMessage(crafted.type, crafted.payload, crafted.data), 0.0)
+
+
+def reply(h: Harness, client: str, variant: str = "honest", round: int | None = None) -> Received:
+    request = h.requests[client]
+    weights = h.m.core.weights
+    return received(client, craft(variant, request.round if round is None else round, weights))
+
+
+def start(**options: Any) -> Harness:
+    m = machine(**options)
+    h = Harness(m, m.core.setup.client_names)
+    h.run()
+    return h
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+def test_a_round_aggregates_every_reply_and_the_next_request_carries_no_weights() -> None:
+    h = start()
+    names = list(h.waiting())
+    assert names == h.m.core.setup.client_names
+    h.feed([reply(h, c) for c in names])
+    record = h.m.core.records[-1]
+    assert record.replied == tuple(names)
+    assert record.failed == ()
+    assert h.m.core.version == 1
+    # Version 1 is new: each client is sent its weights with round 2's request.
+    assert all(h.requests[c].round == 2 for c in names)
+    assert all(h.requests[c].weights is not None for c in names)
+
+
+def test_a_request_carries_no_weights_when_the_client_holds_the_version() -> None:
+    h = start()
+    names = h.waiting()
+    h.now = h.deadline
+    h.feed([], names)  # nobody answers: round 1 aborts, the version stays 0
+    assert h.m.core.records[-1].aborted
+    assert all(h.requests[c].round == 2 for c in names)
+    assert all(h.requests[c].weights is None for c in names)
+
+
+def test_bad_replies_fail_their_sender_and_late_ones_are_waited_past() -> None:
+    h = start()
+    a, b, c, d = h.waiting()
+    h.feed([reply(h, a), reply(h, b, "weight_nan"), reply(h, c, "update_wrong_shape")])
+    assert h.waiting() == (d,)
+    h.now = h.deadline
+    h.feed([], (d,))
+    record = h.m.core.records[-1]
+    assert record.replied == (a,)
+    assert record.failed == (b, c, d)
+    assert any(f"{b} failed round 1 (train): bad TrainReply" in line for line in h.logs)
+
+
+def test_a_reply_of_an_earlier_round_is_late_and_the_client_is_still_awaited() -> None:
+    h = start()
+    names = h.waiting()
+    h.feed([reply(h, c) for c in names])
+    first = h.waiting()[0]
+    h.feed([reply(h, first, round=1)])
+    assert first in h.waiting()
+    h.feed([reply(h, c) for c in h.waiting()])
+    record = h.m.core.records[-1]
+    assert record.round == 2
+    assert record.late == 1
+    assert record.replied == tuple(names)
+
+
+def test_a_dropout_fails_and_a_rejoined_client_is_sent_the_weights_again() -> None:
+    h = start()
+    names = h.waiting()
+    gone = names[0]
+    del h.session[gone]
+    h.feed([reply(h, c) for c in names[1:]], (gone,))
+    assert h.m.core.records[-1].failed == (gone,)
+    assert gone not in h.waiting()  # round 2 did not ask it
+    h.session[gone] = h.next_session  # it comes back in a new session
+    h.next_session += 1
+    h.feed([reply(h, c) for c in h.waiting()])
+    assert gone in h.waiting()  # round 3 asks it again, with the weights
+    assert h.requests[gone].round == 3
+    assert h.requests[gone].weights is not None
+
+
+def test_weights_errors_forget_what_the_client_holds() -> None:
+    h = start()
+    names = h.waiting()
+    h.feed([reply(h, c) for c in names])
+    victim = h.waiting()[0]
+    error = encode({"round": 2, "stage": "weights", "text": "lost"}, "Error")
+    h.feed([received(victim, error)] + [reply(h, c) for c in h.waiting()[1:]])
+    assert victim in h.m.core.records[-1].failed
+    assert h.requests[victim].weights is not None  # round 3 re-sends them
+
+
+def test_min_replies_aborts_and_on_abort_stop_ends_the_run() -> None:
+    h = start(min_replies=3, on_abort="stop")
+    a, b, *_ = h.waiting()
+    h.feed([reply(h, a), reply(h, b)])
+    h.now = h.deadline
+    h.feed([], h.waiting())
+    record = h.m.core.records[-1]
+    assert record.aborted
+    assert "usable replies < min_replies 3" in record.reason
+    assert h.stopped
+    assert "on_abort = 'stop'" in h.m.core.stopped
+
+
+def test_an_error_of_this_round_fails_its_client() -> None:
+    h = start()
+    names = h.waiting()
+    error = encode({"round": 1, "stage": "train", "text": "ValueError: x"}, "Error")
+    h.feed([received(names[0], error)] + [reply(h, c) for c in names[1:]])
+    assert h.m.core.records[-1].failed == (names[0],)
+    assert f"{names[0]} failed round 1 (train): ValueError: x" in h.logs
+
+
+# ----------------------------------------------------------------------------- state machine
+
+
+def requests_round(h: Harness) -> int:
+    return max((r.round for r in h.requests.values()), default=0)
+
+
+class RoundRules(RuleBasedStateMachine):
+    """Replies, broken and late replies, dropouts, deadlines and rejoins, in any order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = start()
+        self.outcome: dict[str, str] = {}  # this round: client -> "replied" / "failed"
+        self.seen = 0  # records checked
+
+    def _check_records(self) -> None:
+        records = self.h.m.core.records
+        for record in records[self.seen :]:
+            assert record.round == self.seen + 1
+            assert not set(record.replied) & set(record.failed)
+            assert set(record.replied) | set(record.failed) <= set(record.sampled)
+            assert record.t_start <= record.t_end
+            for client, what in self.outcome.items():
+                assert client in (record.replied if what == "replied" else record.failed), (
+                    client,
+                    what,
+                    record,
+                )
+            self.outcome = {}
+            self.seen += 1
+
+    @precondition(lambda self: bool(self.h.waiting()))
+    @rule(data=st.data(), variant=st.sampled_from(["honest", "honest", *sorted(VARIANTS)]))
+    def reply(self, data: st.DataObject, variant: str) -> None:
+        client = data.draw(st.sampled_from(self.h.waiting()))
+        if variant == "unknown_message_type":
+            variant = "garbage_payload"  # a type nothing takes never reaches the machine
+        self.outcome[client] = "replied" if variant == "honest" else "failed"
+        self.h.now += 0.5
+        self.h.feed([reply(self.h, client, variant)])
+
+    @precondition(lambda self: bool(self.h.waiting()) and requests_round(self.h) > 1)
+    @rule(data=st.data())
+    def late_reply(self, data: st.DataObject) -> None:
+        client = data.draw(st.sampled_from(self.h.waiting()))
+        before = set(self.h.waiting())
+        self.h.feed([reply(self.h, client, round=self.h.requests[client].round - 1)])
+        assert set(self.h.waiting()) == before
+
+    @precondition(lambda self: bool(self.h.waiting()))
+    @rule(data=st.data())
+    def drop(self, data: st.DataObject) -> None:
+        client = data.draw(st.sampled_from(self.h.waiting()))
+        del self.h.session[client]
+        self.outcome[client] = "failed"
+        self.h.feed([], (client,))
+
+    @precondition(lambda self: bool(self.h.waiting()))
+    @rule()
+    def deadline(self) -> None:
+        silent = self.h.waiting()
+        for client in silent:
+            self.outcome[client] = "failed"
+        self.h.now = self.h.deadline
+        self.h.feed([], silent)
+
+    @precondition(lambda self: len(self.h.session) < CLIENTS)
+    @rule(data=st.data())
+    def rejoin(self, data: st.DataObject) -> None:
+        away = [c for c in self.h.m.core.setup.client_names if c not in self.h.session]
+        client = data.draw(st.sampled_from(away))
+        self.h.session[client] = self.h.next_session
+        self.h.next_session += 1
+
+    @precondition(lambda self: self.h.stopped)
+    @rule()
+    def run_again(self) -> None:
+        assert len(self.h.m.core.records) == SCENARIO["rounds"]
+        self.h, self.outcome, self.seen = start(), {}, 0
+
+    @invariant()
+    def rounds_are_consistent(self) -> None:
+        self._check_records()
+        core = self.h.m.core
+        assert core.version == sum(1 for r in core.records if not r.aborted)
+        assert self.h.stopped or self.h.wait is not None
+
+
+_STATEFUL = {
+    "stateful_step_count": 30,
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow],
+}
+RoundRules.TestCase.settings = settings(max_examples=200, **_STATEFUL)
+TestRoundRules = RoundRules.TestCase
+
+
+@pytest.mark.slow
+def test_round_rules_many() -> None:
+    run_state_machine_as_test(RoundRules, settings=settings(max_examples=5000, **_STATEFUL))
