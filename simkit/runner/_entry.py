@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from simkit._progress import notebook_progress
 from simkit.faults import FaultSchedule
 from simkit.protocol import ProtocolPlugin, RoundRecord, server_name
 from simkit.runner._launch import (
@@ -97,6 +98,8 @@ def run_scenario(
     check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
     if processes:
         need_server(scenario, chosen, "--processes")
+    if on_round is None:  # in a Jupyter kernel: a progress bar under the cell
+        on_round = notebook_progress(scenario.config.rounds, scenario.name)
     tcp = tcp_transport(LOOPBACK) if transport == "tcp" else None
     built, handle = assemble(
         scenario,
