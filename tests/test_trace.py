@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import timeit
 from pathlib import Path
 
 import msgpack
@@ -375,17 +374,16 @@ def test_mermaid_actor_filter(events: list[Event]) -> None:
     assert "server-xc02" in text
 
 
-# ----------------------------------------------------------------------------- speed
+# ----------------------------------------------------------------------------- volume
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_record_is_fast(keep: bool) -> None:
-    trace = Trace(keep=keep)
-    record = trace.record
-
-    def run() -> None:
+def test_a_long_trace_digests_the_same_kept_or_streamed() -> None:
+    # 100,000 records: keeping the events in memory or only folding them into
+    # the digest must give the same digest (speed is measured by the bench,
+    # not asserted here).
+    kept, streamed = Trace(keep=True), Trace(keep=False)
+    for trace in (kept, streamed):
         for i in range(100_000):
-            record(i * 0.001, "send", "c03", "server", "TrainReply", 1200, "0123456789abcdef")
-
-    seconds = min(timeit.repeat(run, number=1, repeat=3))
-    assert seconds / 100_000 < 2e-6  # generous: about 0.5 us/record measured
+            trace.record(i * 0.001, "send", "c03", "server", "TrainReply", 1200, "0123456789abcdef")
+    assert kept.digest() == streamed.digest()
+    assert len(kept) == len(streamed) == 100_000

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from protocols.fedavg._secure import masked_vector, weight_cap
+from protocols.fedavg._strategy import apply_mods, load_mods
 from protocols.messages import (
     Error,
     EvaluationReply,
@@ -86,6 +88,7 @@ class FedAvgClient(Actor):
         )
         self.weights: Weights | None = None
         self.version = -1
+        self.mods = load_mods(setup.protocol.get("mods", ()))  # checked by the plugin
         self.secagg = SecAggSettings.from_table(setup.secagg, setup.name)
         self._weight_cap = weight_cap(setup) if self.secagg is not None else 1.0
         self._secure: npt.NDArray[np.float64] | None = None  # the next secure-sum input
@@ -178,6 +181,9 @@ class FedAvgClient(Actor):
         result = self.manager.training_round(request.instructions(self.weights))
         if isinstance(result, TrainFailure):
             return Error(request.round, "train", result.error_text), 0.0
+        if self.mods:
+            rng = self.setup.seeds.numpy("client", self.name, "mods", request.round)
+            result = replace(result, updates=apply_mods(self.mods, result.updates, rng))
         if self.setup.checkpoint_dir is not None:
             self._save(client_checkpoint_path(self.setup.checkpoint_dir, self.name), result)
         if request.secagg:

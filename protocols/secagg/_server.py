@@ -24,7 +24,6 @@ from protocols.secagg._keys import warn_if_seeded
 from protocols.secagg._messages import SecAggQuantization
 from protocols.secagg._settings import SecAggSettings
 from simkit.actors import Context, Received
-from simkit.codec import DecodeError
 from simkit.messages import Message
 from simkit.rng import SeedTree
 from simkit.secagg import (
@@ -42,6 +41,7 @@ from simkit.secagg import (
     SecAggStage,
     SecAggUnmaskShares,
 )
+from simkit.validation import Bad, Expect, Late, check_reply
 
 __all__ = ["STAGES", "SecureSumOutcome", "ServerFactory", "release", "secure_sum"]
 
@@ -287,12 +287,19 @@ class _Driver:
         return replies
 
     def _decode(self, item: Received) -> Message | None:
-        try:
-            return item.decode()
-        except DecodeError as exc:
-            what = f"undecodable {item.type} from {item.src}"
-            self.ctx.log(f"secagg round {self.round}: {what}: {exc}")
+        """The decoded reply, through the shared boundary check (simkit.validation).
+
+        A reply that does not decode, or is no SecAgg reply at all, fails its
+        sender (logged; it counts as not having answered); the core then
+        checks it against the round's state.
+        """
+        got = check_reply(item, Expect(_REPLY_TYPES, round=self.round))
+        if isinstance(got, Bad):
+            self.ctx.log(f"secagg round {self.round}: {got}")
             return None
+        if isinstance(got, Late):  # not reached: a round is always outstanding here
+            return None
+        return got
 
     def _drain(self) -> None:
         """Discard the SecAgg replies left in the mailbox (late or stale)."""

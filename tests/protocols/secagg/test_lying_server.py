@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 
 from protocols.secagg import SecAggSettings
+from simkit.actors import Actor, Context, PeerGone
 from simkit.secagg import (
+    SecAggAbort,
     SecAggCiphertexts,
     SecAggClient,
     SecAggMaskedInput,
+    SecAggSetup,
     SecAggStage,
     SecAggUnmaskShares,
 )
 from simkit.secagg import _client as client_core
+from simkit.simulation import Simulation
 
-from .kit import Run, expect_exact_sum, run_sum
+from ..hostile import RawReply
+from .kit import SERVER, Run, SumClient, SumServer, expect_exact_sum, inputs_for, run_sum
 from .liars import liar, pair_lie, split_lie, stolen_inputs
 
 CASES = [
@@ -103,3 +110,52 @@ def test_a_client_sending_a_malformed_masked_input_fails_alone(
     expect_exact_sum(run)
     logs = [e.info for e in run.result.trace if e.kind == "log" and "c02 failed" in e.info]
     assert logs == ["secagg round 1: c02 failed: c02 sent a masked input of shape (3,)"]
+
+
+class HostileSecAggClient(Actor):
+    """Joins, then answers the round's setup with a crafted AdvertiseKeys reply."""
+
+    def __init__(self, name: str, payload: bytes) -> None:
+        self.name = name
+        self.payload = payload
+
+    async def run(self, ctx: Context) -> None:
+        await ctx.connect(SERVER)
+        await ctx.recv((SecAggSetup,), src=SERVER)
+        await ctx.send(SERVER, RawReply("SecAggAdvertiseKeys", self.payload, b""))  # type: ignore[arg-type]
+        with contextlib.suppress(PeerGone, TimeoutError):
+            await ctx.recv((SecAggAbort,), src=SERVER, timeout=120.0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xc1\xff", "undecodable"),
+        (msgpack.packb([1, 2, 3]), "undecodable"),
+        (
+            msgpack.packb({"round_id": 1, "sender": "c05", "c_pk": b"x", "s_pk": b"y"}),
+            "items are 32 bytes",
+        ),
+    ],
+    ids=["garbage", "list", "short-keys"],
+)
+def test_an_undecodable_client_reply_fails_that_client_only(payload: bytes, reason: str) -> None:
+    names = [f"c{i:02d}" for i in range(5)]
+    inputs = inputs_for(names, 8)
+    settings = SecAggSettings()
+    sim = Simulation(0, max_time=3600.0)
+    sim.add(SumServer([*names, "c05"], 8, settings))
+    for name in names:
+        sim.add(SumClient(name, {1: inputs[name]}, settings), start_at=0.01)
+    sim.add(HostileSecAggClient("c05", payload), start_at=0.01)
+    result = sim.run()
+    assert not result.errors, result.errors
+    server = result.actors[SERVER]
+    assert isinstance(server, SumServer)
+    out = server.outcomes[1]
+    assert not out.aborted, out.reason
+    assert out.survivors == tuple(names)
+    assert out.dropped == {"c05": "advertise-keys"}
+    logs = [e.info for e in result.trace if e.kind == "log" and "from c05" in e.info]
+    assert len(logs) == 1
+    assert reason in logs[0]
