@@ -215,6 +215,9 @@ class ProtocolPlugin(Protocol):
     # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
     # Optional: ``server = None`` for a serverless protocol (no actor named
     # ``"server"``; ``simkit serve``/``client`` and ``--processes`` refuse it).
+    # Optional: ``round_message = "MyRequest"``, the message type that starts
+    # a client's round, counted by ``faults.dropout`` / ``faults.per_round``
+    # when the scenario names none (default ``"TrainRequest"``).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.

@@ -168,6 +168,9 @@ class GossipPlugin:
 
     name = "gossip"
     server = None  # serverless: every actor is a peer; the run merges their rounds
+    # No request starts a peer's round: faults.dropout (when = "round") and
+    # faults.per_round count the shares a peer receives (about `degree` a round).
+    round_message = "gossip.Share"
     options_model = GossipOptions
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:

@@ -90,7 +90,10 @@ _PEERS_WHO: Final = """a few chosen peers: one that dropped or was skipped, and 
 peers it exchanged most messages with"""
 _SEQUENCE: Final = """<p><label>Round: <select id="round-select">
 {options}
-</select></label> ({who}; full trace: <code>simkit trace show trace.jsonl</code>)</p>
+</select></label> ({who}; full trace: <code>simkit trace show trace.jsonl</code>).
+A message is drawn when it is delivered; a red dashed line ending in &#215;: lost; a dashed
+arrow: still in flight when the round ended; blue boxes: protocol marks (rounds, SecAgg
+stages); red boxes: faults (crashes, a peer declared gone).</p>
 <div class="seq-box">
 {figures}
 </div>
