@@ -266,12 +266,14 @@ def round_table(result: RunResult) -> Any:
     from rich import box
     from rich.table import Table
 
+    from simkit._outcomes import drop_events, dropped_in_round
+    from simkit.report import algorithm
     from simkit.trace import format_bytes
 
     # Light rules, no edge padding: the table fits 80 columns (stdout not a terminal)
     # without wrapping or cutting a cell.
     table = Table(
-        title=f"{result.scenario} ({result.protocol}, seed {result.seed})",
+        title=f"{result.scenario} ({algorithm(result)}, seed {result.seed})",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         collapse_padding=True,
@@ -280,13 +282,15 @@ def round_table(result: RunResult) -> Any:
     columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
     for column in [*columns, "loss", "accuracy", "bytes", "time"]:
         table.add_column(column, justify="right", no_wrap=True)
+    # dropped: failed to answer, or crashed or seen gone during the round (SecAgg stages too)
+    drops = drop_events(result.trace.events) if result.trace.keep else []
     for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
         style = "red" if r.aborted else None
         table.add_row(
             str(r.round),
             str(len(r.sampled)),
             str(len(r.replied)),
-            str(len(r.failed)),
+            str(len(dropped_in_round(r, drops))),
             *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),

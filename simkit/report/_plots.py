@@ -141,7 +141,8 @@ def _plot_staleness(ax: Axes, result: RunResult) -> None:
     _line(ax, rounds, means, "mean staleness", color="#4c78a8")
     ax.bar(rounds, [r.late for r in result.rounds], color="#bbbbbb", label="late (discarded)")
     ax.set_ylim(bottom=0)
-    ax.set_title("staleness (server updates behind) and late replies")
+    ax.set_title("staleness of replies and late replies")
+    ax.set_ylabel("server updates behind")
 
 
 def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) -> None:
@@ -224,7 +225,10 @@ def plot_labels(result: RunResult, target: Target) -> bool:
     ax.set_yticks(range(len(clients)), [c.name for c in clients], fontsize=7)
     ax.set_ylim(len(clients) - 0.5, -0.5)
     ax.set_xlabel("training samples, by label")
-    ax.set_title("label distribution per client")
+    more = len(result.setup.clients) - len(clients)
+    ax.set_title(
+        "label distribution per client" + (f" (first {len(clients)}; {more} more)" if more else "")
+    )
     fig.legend(title="label", loc="outside right upper", fontsize=7, ncol=1 + classes // 20)
     fig.savefig(target, dpi=100, format="png")
     return True

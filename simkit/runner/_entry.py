@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from simkit._progress import notebook_progress
 from simkit.faults import FaultSchedule
 from simkit.protocol import ProtocolPlugin, RoundRecord
 from simkit.runner._launch import (
@@ -88,6 +89,8 @@ def run_scenario(
         raise ValueError("processes=True needs a scenario file: the client processes read it")
     scenario, chosen = prepare(path_or_mapping, seed, overrides, plugin)
     check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    if on_round is None:  # in a Jupyter kernel: a progress bar under the cell
+        on_round = notebook_progress(scenario.config.rounds, scenario.name)
     tcp = tcp_transport(LOOPBACK) if transport == "tcp" else None
     built, handle = assemble(
         scenario,
