@@ -201,6 +201,9 @@ class ProtocolPlugin(Protocol):
     # Optional: ``checkpoints = True`` when the protocol saves its state to
     # ``setup.checkpoint_dir`` and resumes from ``setup.resume_dir``; without
     # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
+    # Optional: ``round_message = "MyRequest"``, the message type that starts
+    # a client's round, counted by ``faults.dropout`` / ``faults.per_round``
+    # when the scenario names none (default ``"TrainRequest"``).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.

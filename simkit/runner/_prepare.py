@@ -11,6 +11,7 @@ from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind
 from simkit.protocol import ProtocolPlugin, ProtocolRun, UnknownProtocol, find_protocol
 from simkit.runner._results import ACTION_TYPES
 from simkit.scenario import Built, Scenario, ScenarioError, build, load_scenario
+from simkit.scenario._build import ROUND_MESSAGE
 
 if TYPE_CHECKING:
     from simkit.channels import TcpTransport
@@ -88,7 +89,8 @@ def assemble(
     **options: Any,
 ) -> tuple[Built, ProtocolRun]:
     """Build the simulation and let the plugin add its actors (``only`` those named)."""
-    built = build(scenario, transport=transport, only=only, **options)
+    message = getattr(chosen, "round_message", ROUND_MESSAGE)
+    built = build(scenario, transport=transport, only=only, round_message=message, **options)
     if only is None:
         handle = chosen.build(built.setup, built.sim)
     else:
@@ -214,8 +216,9 @@ def _fault_actors(fault: Fault) -> list[str]:
 def _trigger_key(scenario: Scenario, type_name: str) -> str:
     """The scenario key a trigger's message type came from (best guess)."""
     faults = scenario.config.faults
-    if faults.dropout is not None and faults.dropout.message == type_name:
+    # a message left out is the plugin's round_message
+    if faults.dropout is not None and faults.dropout.message in (type_name, None):
         return "faults.dropout.message"
-    if faults.per_round is not None and faults.per_round.message == type_name:
+    if faults.per_round is not None and faults.per_round.message in (type_name, None):
         return "faults.per_round.message"
     return "faults"
