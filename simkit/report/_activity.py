@@ -32,6 +32,7 @@ __all__ = [
     "Span",
     "client_activity",
     "is_training_request",
+    "replies",
     "reply_staleness",
 ]
 
@@ -184,32 +185,41 @@ def _close(client: _Client, end: float, round_end: Callable[[float], float]) -> 
     return background + sorted(others, key=lambda s: (s.start, s.end))
 
 
-def reply_staleness(
+def replies(
     events: Iterable[Event], rounds: Sequence[RoundRecord], server: str = "server"
-) -> list[list[int]]:
-    """Per round, the staleness of each reply the server received during it.
+) -> list[tuple[str, float, int]]:
+    """``(client, t, staleness)`` of every training reply the server received, in order.
 
     A reply's staleness is the number of rounds (server updates) that ended
     between the server's sending the request it answers and the reply's
     arrival: 0 means the client trained from the current global model.
     FedBuff's buffer weighs updates by it (and discards the stalest: they
     are counted here too).
+    """
+    ends = [r.t_end for r in rounds]
+    out: list[tuple[str, float, int]] = []
+    asked: dict[str, float] = {}
+    for e in events:
+        if e.kind == "send" and e.src == server and is_training_request(e.type):
+            asked[e.dst] = e.t
+        elif e.kind == "deliver" and e.dst == server and e.src in asked:
+            if e.type.startswith("Train"):
+                since = asked.pop(e.src)
+                stale = bisect.bisect_left(ends, e.t) - bisect.bisect_right(ends, since)
+                out.append((e.src, e.t, max(0, stale)))
+    return out
+
+
+def reply_staleness(
+    events: Iterable[Event], rounds: Sequence[RoundRecord], server: str = "server"
+) -> list[list[int]]:
+    """Per round, the staleness of each reply the server received during it (:func:`replies`).
 
     Returns:
         One list per round record (same order), of non-negative integers.
     """
     ends = [r.t_end for r in rounds]
     out: list[list[int]] = [[] for _ in rounds]
-    if not rounds:
-        return out
-    asked: dict[str, float] = {}
-    for e in events:
-        if e.kind == "send" and e.src == server and is_training_request(e.type):
-            asked[e.dst] = e.t
-        elif e.kind == "deliver" and e.dst == server and e.src in asked:
-            if not e.type.startswith("Train"):
-                continue
-            since = asked.pop(e.src)
-            i = min(bisect.bisect_left(ends, e.t), len(rounds) - 1)
-            out[i].append(max(0, bisect.bisect_left(ends, e.t) - bisect.bisect_right(ends, since)))
+    for _, t, stale in replies(events, rounds, server) if rounds else []:
+        out[min(bisect.bisect_left(ends, t), len(rounds) - 1)].append(stale)
     return out

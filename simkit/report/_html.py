@@ -86,7 +86,10 @@ def sequence_section(result: RunResult, events: Sequence[Event]) -> str:
 _SEQUENCE: Final = """<p><label>Round: <select id="round-select">
 {options}
 </select></label> (server and a few chosen clients: one that dropped, one that
-missed the deadline, ones that replied; full trace: <code>simkit trace show trace.jsonl</code>)</p>
+missed the deadline, ones that replied; full trace: <code>simkit trace show trace.jsonl</code>).
+A message is drawn when it is delivered; a red dashed line ending in &#215;: lost; a dashed
+arrow: still in flight when the round ended; blue boxes: protocol marks (rounds, SecAgg
+stages); red boxes: faults (crashes, a peer declared gone).</p>
 <div class="seq-box">
 {figures}
 </div>
