@@ -29,11 +29,13 @@ import itertools
 import selectors
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
+from simkit.executor import Executor as SimExecutor
+from simkit.executor import deliver
 from simkit.rng import SeedTree
 
 __all__ = [
@@ -128,6 +130,10 @@ class _VirtualSelector(selectors.BaseSelector):
         loop = self._loop
         if loop._outside_pending:
             # Outside work is computing: virtual time stands still until it reports.
+            # When nothing else is ready, the oldest finished job is handed over
+            # (simkit.executor.deliver: submission order, whatever finishes first).
+            if timeout != 0 and loop.outside_hook is not None and loop.outside_hook():
+                return []
             return self._real.select(None if timeout is None or timeout > 0 else 0)
         if len(self._real.get_map()) > 1:
             events = self._real.select(0)  # fds other than the self-pipe
@@ -176,6 +182,9 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         #: Returns a description of what is blocked, for deadlock reports.
         self.describe_blocked: Callable[[], str] = self._describe_tasks
         self._root: asyncio.Task[Any] | None = None
+        #: Called when the loop is idle with outside work pending; True if it
+        #: handed a result over (set by :func:`simkit.executor.deliver`).
+        self.outside_hook: Callable[[], bool] | None = None
         super().__init__(_VirtualSelector(self))
         self._clock_resolution = 1e-9
 
@@ -280,9 +289,32 @@ class outside_work:
             self._loop._outside_pending -= 1
 
 
-async def run_outside(func: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
-    """Run ``func(*args)`` in ``executor`` (a thread pool by default) and await it."""
-    return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+async def run_outside(
+    func: Callable[..., T], *args: Any, executor: Executor | SimExecutor | None = None
+) -> T:
+    """Run ``func(*args)`` in ``executor`` (a thread pool by default) and await it.
+
+    ``executor`` is a ``concurrent.futures`` executor or a
+    :class:`simkit.executor.Executor` (inline, process pool, Ray). In virtual
+    mode results come back in submission order, each when nothing else is
+    ready, and virtual time stands still while any is pending: the run does
+    not depend on which job finishes first (:func:`simkit.executor.deliver`).
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualEventLoop) and not isinstance(executor, SimExecutor):
+        return await loop.run_in_executor(executor, func, *args)
+    pool = executor if executor is not None else _threads()
+    return await deliver(pool.submit(func, *args))
+
+
+_THREADS: list[ThreadPoolExecutor] = []
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The thread pool outside work runs on by default in virtual mode."""
+    if not _THREADS:
+        _THREADS.append(ThreadPoolExecutor(thread_name_prefix="simkit-outside"))
+    return _THREADS[0]
 
 
 class RunInfo:
