@@ -109,6 +109,15 @@ class Channel(abc.ABC):
             BrokenChannel: The other end went away.
         """
 
+    async def send_body(self, body: bytes, type_name: str) -> int:
+        """Like :meth:`send_encoded`, waiting for room where the transport applies backpressure.
+
+        Raises:
+            ChannelClosed: This end was closed.
+            BrokenChannel: The other end went away.
+        """
+        return self.send_encoded(body, type_name)
+
     async def send(self, msg: ActionMessage) -> int:
         """Send ``msg``, waiting for room where the transport applies backpressure.
 
