@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import simkit.protocol as protocol_module
 from protocols.gossip import PLUGIN, GossipOptions, random_graph, ring
 from simkit.cli import main
+from simkit.protocol import RoundRecord
 from simkit.runner import run_scenario, serve_scenario
 from simkit.scenario import ScenarioError, client_names
 from simkit.testing import fault_schedules, kit_settings, run_scenario_example, scenarios
@@ -89,7 +90,9 @@ def test_bad_options_are_one_line_naming_the_key(table: dict[str, Any], message:
 
 
 def test_the_scenario_is_deterministic_with_dropouts_and_rejoins(registered: None) -> None:
-    first = run_scenario(SCENARIO)
+    shown: list[RoundRecord] = []
+    first = run_scenario(SCENARIO, on_round=shown.append)
+    assert shown == first.rounds  # each round shown once every running peer finished it
     again = run_scenario(SCENARIO).summary()
     summary = first.summary()
     digests = (summary["trace_digest"], summary["weights_digest"])
@@ -126,6 +129,15 @@ def test_simkit_run_writes_a_peers_only_report(
     assert "a few chosen peers" in page
     assert "12 peers; " in page
     assert (out / "timeline.png").stat().st_size > 0
+
+
+def test_the_same_peers_run_over_tcp_in_real_time(registered: None) -> None:
+    small = ["rounds=2", "clients.count=4", "cost.per_sample=0.0001", "faults.dropout.fraction=0"]
+    result = run_scenario(SCENARIO, overrides=small, transport="tcp")
+    assert not result.errors
+    assert [r.replied for r in result.rounds] == [tuple(result.clients)] * 2
+    virtual = run_scenario(SCENARIO, overrides=small)
+    assert [r.replied for r in virtual.rounds] == [r.replied for r in result.rounds]
 
 
 def test_split_runs_refuse_a_serverless_protocol(registered: None) -> None:
