@@ -13,6 +13,12 @@ training settings) and hands it, with a fresh
 adds its actors and returns a :class:`ProtocolRun` that reports rounds and
 final weights once the simulation has run. A third-party package registers its
 own protocol the same way.
+
+Most protocols have a server actor named ``"server"`` that clients join and
+that owns the round records. A *serverless* protocol (gossip, say) sets the
+plugin attribute ``server = None``: every actor is a peer, the protocol's run
+merges the peers' views into the round records (it says what a round is),
+and the report draws peers only. :func:`server_name` reads the attribute.
 """
 
 from __future__ import annotations
@@ -49,9 +55,13 @@ __all__ = [
     "UnknownProtocol",
     "available_protocols",
     "find_protocol",
+    "server_name",
 ]
 
 ENTRY_POINT_GROUP = "simkit.protocols"
+
+SERVER = "server"
+"""The name protocols give their server actor: clients connect to it by this name."""
 
 
 class UnknownProtocol(LookupError):
@@ -178,7 +188,9 @@ class ScenarioSetup:
 
 @dataclass(frozen=True, slots=True)
 class RoundRecord:
-    """What happened in one round, as the server saw it.
+    """What happened in one round, as the server saw it (or, in a serverless
+    protocol, as the protocol's run merges its peers' views: the plugin's
+    documentation says how).
 
     Attributes:
         round: Round number (1-based).
@@ -230,6 +242,11 @@ class ProtocolPlugin(Protocol):
     # Optional: ``checkpoints = True`` when the protocol saves its state to
     # ``setup.checkpoint_dir`` and resumes from ``setup.resume_dir``; without
     # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
+    # Optional: ``server = None`` for a serverless protocol (no actor named
+    # ``"server"``; ``simkit serve``/``client`` and ``--processes`` refuse it).
+    # Optional: ``round_message = "MyRequest"``, the message type that starts
+    # a client's round, counted by ``faults.dropout`` / ``faults.per_round``
+    # when the scenario names none (default ``"TrainRequest"``).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.
@@ -253,6 +270,17 @@ class ProtocolPlugin(Protocol):
                 client`` one client. ``None``: all of them.
         """
         ...
+
+
+def server_name(plugin: ProtocolPlugin) -> str | None:
+    """The plugin's server actor: its ``server`` attribute when it is a name,
+    ``"server"`` otherwise; ``None`` when the plugin says ``server = None``
+    (a serverless protocol, every actor a peer).
+    """
+    name = getattr(plugin, "server", SERVER)
+    if name is None:
+        return None
+    return name if isinstance(name, str) and name else SERVER
 
 
 def available_protocols() -> list[str]:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from simkit.report._activity import STATES, client_activity, reply_staleness
+from simkit.report._activity import STATES, client_activity, replies, reply_staleness
 from simkit.trace import Event
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     """Loss and accuracy per round; for FedBuff also staleness and late replies."""
     from matplotlib.figure import Figure
 
-    fedbuff = result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    fedbuff = result.server is not None and (
+        result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    )
     fig = Figure(figsize=(13 if fedbuff else 9, 3.6), layout="constrained")
     axes = fig.subplots(1, 3 if fedbuff else 2)
     rounds = [r.round for r in result.rounds]
@@ -166,6 +168,8 @@ def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) ->
             if ts:
                 ax.scatter(ts, [row] * len(ts), marker=style, color="black", s=36, zorder=3)
     top = -1.5 if _stages(events) else -0.5
+    if result.protocol == "fedbuff" or any(r.late for r in result.rounds):
+        _staleness_marks(fig, ax, result, events, shown)
     ax.set_yticks(range(len(shown)), shown, fontsize=7)
     if top < -1:
         ax.set_yticks([-1, *range(len(shown))], ["SecAgg stage", *shown], fontsize=7)
@@ -185,6 +189,19 @@ def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) ->
         ]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.savefig(target, dpi=110, format="png")
+
+
+def _staleness_marks(
+    fig: Any, ax: Axes, result: RunResult, events: Sequence[Event], shown: Sequence[str]
+) -> None:
+    """Each reply's arrival as a dot coloured by its staleness (asynchronous protocols)."""
+    row = {name: i for i, name in enumerate(shown)}
+    found = [(row[c], t, s) for c, t, s in replies(events, result.rounds) if c in row]
+    if not found:
+        return
+    rows, times, stale = zip(*found, strict=True)
+    dots = ax.scatter(times, rows, c=stale, cmap="plasma", s=14, zorder=4, vmin=0)
+    fig.colorbar(dots, ax=ax, shrink=0.5, pad=0.01, label="reply staleness (updates behind)")
 
 
 def _stages(events: Sequence[Event]) -> list[tuple[float, str]]:

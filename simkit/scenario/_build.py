@@ -106,7 +106,10 @@ from simkit.training import (
 if TYPE_CHECKING:
     from simkit.simulation import Simulation
 
-__all__ = ["Built", "build", "client_names"]
+__all__ = ["ROUND_MESSAGE", "Built", "build", "client_names"]
+
+ROUND_MESSAGE = "TrainRequest"
+"""The round request of FedAvg and FedBuff: the default of a plugin's ``round_message``."""
 
 
 def client_names(count: int) -> list[str]:
@@ -137,6 +140,7 @@ def build(
     resume_dir: Path | None = None,
     transport: Transport | None = None,
     only: Collection[str] | None = None,
+    round_message: str = ROUND_MESSAGE,
 ) -> Built:
     """Build the setup and the simulation of ``scenario``.
 
@@ -151,6 +155,9 @@ def build(
             only faults on actors (crash, restart, slowdown) apply.
         only: The actors this process runs (``simkit serve``, ``simkit
             client``): faults on other actors are left to their processes.
+        round_message: The request type that starts a client's round (a
+            plugin's ``round_message``): what ``faults.dropout`` and
+            ``faults.per_round`` count when their ``message`` is left out.
 
     Raises:
         ScenarioError: Something valid in form but impossible to build (a
@@ -192,7 +199,7 @@ def build(
         executor=cfg.execution.executor,
         workers=cfg.execution.workers,
     )
-    faults = _faults(scenario, names, seeds)
+    faults = _faults(scenario, names, seeds, round_message)
     if extra_faults is not None:
         faults = faults + extra_faults
     if transport is not None and not isinstance(transport, MemoryNetwork):
@@ -508,7 +515,9 @@ def _check_actor_faults(scenario: Scenario, faults: FaultSchedule) -> None:
             )
 
 
-def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSchedule:
+def _faults(
+    scenario: Scenario, names: list[str], seeds: SeedTree, round_message: str
+) -> FaultSchedule:
     cfg = scenario.config
     faults: list[Fault] = []
     for i, table in enumerate(cfg.faults.events):
@@ -524,7 +533,8 @@ def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSched
         for name in chosen:
             if drop.when == "round":
                 r = int(rng.integers(1, cfg.rounds + 1))
-                trigger = Trigger(kind="deliver", dst=name, type=drop.message, count=r)
+                message = drop.message or round_message
+                trigger = Trigger(kind="deliver", dst=name, type=message, count=r)
                 faults.append(Crash(on=trigger, actor=name, mode=mode))
             else:
                 at = float(rng.uniform(drop.window[0], drop.window[1]))
@@ -539,7 +549,7 @@ def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSched
             seeds.numpy("faults", "per_round"),
             rate=per_round.rate,
             rounds=cfg.rounds,
-            round_type=per_round.message,
+            round_type=per_round.message or round_message,
             mode="loud" if per_round.loud else "silent",
         )
     return schedule

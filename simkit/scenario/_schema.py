@@ -327,7 +327,11 @@ class DropoutConfig(Table):
         default="round",
         description="round: on receiving a request of a random round; time: in window.",
     )
-    message: str = Field(default="TrainRequest", description="Request type counted when 'round'.")
+    message: str | None = Field(
+        default=None,
+        description="Request type counted when 'round' (default: the protocol's round "
+        "request, TrainRequest unless its plugin says otherwise).",
+    )
     window: list[NonNegFloat] = Field(
         default_factory=lambda: [0.0, 60.0], description="[start, end] seconds when 'time'."
     )
@@ -352,7 +356,9 @@ class PerRoundDropoutConfig(Table):
     """Each still-alive client drops with probability ``rate`` in each round."""
 
     rate: Probability = 0.0
-    message: str = "TrainRequest"
+    message: str | None = Field(
+        default=None, description="Request type of a round (default: the protocol's)."
+    )
     loud: bool = False
 
 
