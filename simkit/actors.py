@@ -45,9 +45,9 @@ from simkit._peers import Peers
 from simkit._session import JoinPolicy
 from simkit._waiting import TypeFilter, Waiter, Wake
 from simkit.channels import Listener
+from simkit.clock import Clock
 from simkit.heartbeat import HeartbeatConfig
 from simkit.rng import PathPart, SeedTree
-from simkit.runtime import VirtualEventLoop
 
 __all__ = [
     "PEER_QUEUE_BYTES",
@@ -98,6 +98,7 @@ class Context(Peers, Inbox):
         self._host = host
         self._loop = asyncio.get_running_loop()
         self._now = self._loop.time
+        self._clock = Clock(self._loop)
         self._heartbeat: HeartbeatConfig = host.heartbeat
         self._peers: dict[str, Connection] = {}
         self._pending: dict[Connection, None] = {}
@@ -123,7 +124,7 @@ class Context(Peers, Inbox):
     @property
     def virtual(self) -> bool:
         """Whether the run is in virtual time (modelled compute must be slept)."""
-        return isinstance(self._loop, VirtualEventLoop)
+        return self._clock.virtual
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` (virtual seconds in virtual mode)."""
