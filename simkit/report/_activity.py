@@ -4,7 +4,9 @@ The timeline's data. States, drawn as bars:
 
 ==============  ==============================================================
 ``idle``        alive and not taking part (not sampled, between rounds)
-``training``    from the delivery of a training request to the client's reply
+``training``    from the delivery of a training request (or the client's own
+                ``ctx.mark("training")``: a peer of a serverless protocol
+                trains unasked) to the client's next send
 ``secagg``      from the delivery of a SecAgg stage message to its answer
 ``sending``     from a client's send until that message is delivered or lost
 ``waiting``     its answer delivered, waiting for the server's next message
@@ -126,7 +128,7 @@ def client_activity(
             continue
         if e.src in state:
             _from_client(state[e.src], e, round_end)
-        elif e.dst in state:
+        if e.dst in state:  # both, between peers of a serverless protocol
             _to_client(state[e.dst], e, round_end, training_request)
     return {name: _close(client, end, round_end) for name, client in state.items()}
 
@@ -143,6 +145,10 @@ def _from_client(client: _Client, e: Event, round_end: Callable[[float], float])
         client.down_since = e.t if client.down_since is None else client.down_since
     elif e.kind == "actor_exit":
         client.stop(e.t, round_end)
+    elif e.kind == "mark" and e.type == "training":
+        client.close_busy(e.t)
+        client.close_waiting(e.t, round_end)
+        client.busy = ("training", e.t)
     elif e.kind == "send":
         client.close_busy(e.t)
         client.close_waiting(e.t, round_end)

@@ -108,7 +108,9 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     """Loss and accuracy per round; for FedBuff also staleness and late replies."""
     from matplotlib.figure import Figure
 
-    fedbuff = result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    fedbuff = result.server is not None and (
+        result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    )
     fig = Figure(figsize=(13 if fedbuff else 9, 3.6), layout="constrained")
     axes = fig.subplots(1, 3 if fedbuff else 2)
     rounds = [r.round for r in result.rounds]

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind
-from simkit.protocol import ProtocolPlugin, ProtocolRun, UnknownProtocol, find_protocol
+from simkit.protocol import (
+    ProtocolPlugin,
+    ProtocolRun,
+    UnknownProtocol,
+    find_protocol,
+    server_name,
+)
 from simkit.runner._results import ACTION_TYPES
 from simkit.scenario import Built, Scenario, ScenarioError, build, load_scenario
 from simkit.scenario._build import ROUND_MESSAGE
@@ -78,6 +84,20 @@ def check_checkpoints(
         if value is not None and not getattr(chosen, "checkpoints", False):
             name = scenario.config.protocol.name
             raise ScenarioError(f"{option}: protocol {name!r} does not support checkpoints")
+
+
+def need_server(scenario: Scenario, chosen: ProtocolPlugin, what: str) -> None:
+    """Runs split across processes join a server: a serverless protocol has none.
+
+    Raises:
+        ScenarioError: ``chosen`` says ``server = None``.
+    """
+    if server_name(chosen) is None:
+        name = scenario.config.protocol.name
+        raise ScenarioError(
+            f"{what}: protocol {name!r} has no server (its peers talk to each other); "
+            "run it in one process"
+        )
 
 
 def assemble(
@@ -161,6 +181,8 @@ def extra_faults(faults: FaultSchedule | str | os.PathLike[str] | None) -> Fault
         text = Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{name}: cannot read fault file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{name}: not a text fault file ({exc.reason})") from None
     try:
         return FaultSchedule.from_toml(text, source=name)
     except FaultError as exc:
