@@ -26,7 +26,7 @@ SCENARIO = ROOT / "scenarios" / "gossip.toml"
 
 # Pinned: same scenario and seed, same trace and weights on any machine.
 DIGESTS = (
-    "7c0ab3559d3e7fafb55f2e9845f711a924f57ead4835c424e9d6a97b0bcb0d48",
+    "20bca704561b14085d12d6cf9816b8600738528490d9de5ed4077e442687b3d5",
     "564d3e53a360568e8246df21fb6f5b3bf61d32b5c110998501a51f3920a364b4",
 )
 
