@@ -260,11 +260,7 @@ def to_svg(diagram: Diagram, ident: str = "seq", *, standalone: bool = True) -> 
 
 
 def _svg_step(step: Step, y: float, x: dict[str, float], ident: str) -> str:
-    time = (
-        f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
-        if step.t >= 0
-        else ""
-    )
+    time = f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
     label = html.escape(step.label)
     if step.kind == "note":
         return time + _svg_note(step, y, x, label)
