@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import simkit.protocol as protocol_module
-from protocols.gossip import PLUGIN, GossipOptions, random_graph, ring
+from protocols.gossip import PLUGIN, GossipOptions, GossipRun, random_graph, ring
 from simkit.cli import main
 from simkit.protocol import RoundRecord
+from simkit.report import write_report
 from simkit.runner import run_scenario, serve_scenario
 from simkit.scenario import ScenarioError, client_names
 from simkit.testing import fault_schedules, kit_settings, run_scenario_example, scenarios
@@ -129,6 +130,18 @@ def test_simkit_run_writes_a_peers_only_report(
     assert "a few chosen peers" in page
     assert "12 peers; " in page
     assert (out / "timeline.png").stat().st_size > 0
+
+
+def test_a_serverless_run_without_round_records_still_reports(
+    registered: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GossipRun, "rounds", lambda self: [])
+    result = run_scenario(SCENARIO, overrides=["rounds=1", "faults.dropout.fraction=0"])
+    assert result.rounds == []
+    assert result.summary()["rounds_completed"] == 0
+    write_report(result, tmp_path)
+    assert "participant c000" in (tmp_path / "sequence.mmd").read_text(encoding="utf-8")
+    assert (tmp_path / "index.html").is_file()
 
 
 def test_the_same_peers_run_over_tcp_in_real_time(registered: None) -> None:
