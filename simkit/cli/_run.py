@@ -9,6 +9,7 @@ stdout holds only the JSON line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from simkit.scenario import Scenario
 
 __all__ = [
+    "check_outputs",
     "finish",
     "footer",
     "live_rounds",
@@ -99,6 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.processes and args.transport != "tcp":
         raise CLIError("--processes needs --transport tcp")
+    check_outputs(args)
     scenario = load(args)
     console, live = live_rounds(args, scenario)
     # Client processes read the file themselves, with the same seed and overrides.
@@ -146,6 +149,24 @@ def run_live(
         if live is not None:
             live.stop()
     return finish(args, result, console)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written before the run, not after it."""
+    for option in ("trace", "save_weights", "report"):
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if option == "report":  # made with its parents
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise CLIError(f"--report {path}: exists and is not a directory")
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag} {path}: no such directory {parent!r}")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag} {path}: is a directory")
 
 
 def load(args: argparse.Namespace) -> Scenario:
@@ -318,7 +339,10 @@ def footer(result: RunResult) -> str:
     from simkit.trace import format_bytes
 
     summary = result.summary()
-    dropped = " ".join(summary["dropped"]) or "none"
+    causes = summary.get("dropped_by_cause") or {}
+    dropped = "; ".join(
+        f"{cause.replace('_', ' ')} {' '.join(names)}" for cause, names in causes.items() if names
+    ) or (" ".join(summary["dropped"]) or "none")
     unfired = ""
     if result.unfired_faults:
         from simkit.faults import describe_fault

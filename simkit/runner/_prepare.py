@@ -181,6 +181,8 @@ def extra_faults(faults: FaultSchedule | str | os.PathLike[str] | None) -> Fault
         text = Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{name}: cannot read fault file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{name}: not a text fault file ({exc.reason})") from None
     try:
         return FaultSchedule.from_toml(text, source=name)
     except FaultError as exc:
