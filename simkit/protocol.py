@@ -13,6 +13,12 @@ training settings) and hands it, with a fresh
 adds its actors and returns a :class:`ProtocolRun` that reports rounds and
 final weights once the simulation has run. A third-party package registers its
 own protocol the same way.
+
+Most protocols have a server actor named ``"server"`` that clients join and
+that owns the round records. A *serverless* protocol (gossip, say) sets the
+plugin attribute ``server = None``: every actor is a peer, the protocol's run
+merges the peers' views into the round records (it says what a round is),
+and the report draws peers only. :func:`server_name` reads the attribute.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from simkit.rng import SeedTree
 
 if TYPE_CHECKING:
+    from simkit.executor import Executor
     from simkit.simulation import Simulation
     from simkit.training import (
         Aggregator,
@@ -48,9 +55,13 @@ __all__ = [
     "UnknownProtocol",
     "available_protocols",
     "find_protocol",
+    "server_name",
 ]
 
 ENTRY_POINT_GROUP = "simkit.protocols"
+
+SERVER = "server"
+"""The name protocols give their server actor: clients connect to it by this name."""
 
 
 class UnknownProtocol(LookupError):
@@ -88,7 +99,7 @@ class TrainingSetup:
     eval_batch_size: int = 256
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class ScenarioSetup:
     """Everything a protocol needs to build its actors, already validated.
 
@@ -112,6 +123,9 @@ class ScenarioSetup:
             (``None``: no checkpoints). The layout inside is the protocol's.
         resume_dir: A directory written through ``checkpoint_dir`` by an earlier
             run of the same scenario and seed: continue from its last round.
+        executor: Where client compute runs: ``"inline"``, ``"process"`` or
+            ``"ray"`` (the ``[execution]`` table; see :mod:`simkit.executor`).
+        workers: Its number of workers (``None``: one per CPU).
         models: One model per worker, made by ``model``, that clients borrow
             for each round instead of holding one each (docs/performance.md,
             the memory model).
@@ -134,12 +148,37 @@ class ScenarioSetup:
     on_round: Callable[[RoundRecord], None] | None = None
     checkpoint_dir: Path | None = None
     resume_dir: Path | None = None
+    executor: str = "inline"
+    workers: int | None = None
     models: ModelPool = field(init=False, repr=False)
+    _outside: list[Executor] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         from simkit.training import ModelPool
 
         self.models = ModelPool(self.model)
+
+    def outside(self) -> Executor | None:
+        """The executor client compute runs on (made once), or ``None`` for inline.
+
+        Shut down when the setup is garbage-collected, or by :meth:`close`.
+        """
+        if self.executor == "inline":
+            return None
+        if not self._outside:
+            import weakref
+
+            from simkit.executor import make_executor
+
+            pool = make_executor(self.executor, self.workers)
+            self._outside.append(pool)
+            weakref.finalize(self, pool.shutdown)
+        return self._outside[0]
+
+    def close(self) -> None:
+        """Shut the executor down (if one was made)."""
+        while self._outside:
+            self._outside.pop().shutdown()
 
     @property
     def client_names(self) -> list[str]:
@@ -149,7 +188,9 @@ class ScenarioSetup:
 
 @dataclass(frozen=True, slots=True)
 class RoundRecord:
-    """What happened in one round, as the server saw it.
+    """What happened in one round, as the server saw it (or, in a serverless
+    protocol, as the protocol's run merges its peers' views: the plugin's
+    documentation says how).
 
     Attributes:
         round: Round number (1-based).
@@ -201,6 +242,11 @@ class ProtocolPlugin(Protocol):
     # Optional: ``checkpoints = True`` when the protocol saves its state to
     # ``setup.checkpoint_dir`` and resumes from ``setup.resume_dir``; without
     # it ``--checkpoint`` and ``--resume`` are refused (exit 2).
+    # Optional: ``server = None`` for a serverless protocol (no actor named
+    # ``"server"``; ``simkit serve``/``client`` and ``--processes`` refuse it).
+    # Optional: ``round_message = "MyRequest"``, the message type that starts
+    # a client's round, counted by ``faults.dropout`` / ``faults.per_round``
+    # when the scenario names none (default ``"TrainRequest"``).
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.
@@ -224,6 +270,17 @@ class ProtocolPlugin(Protocol):
                 client`` one client. ``None``: all of them.
         """
         ...
+
+
+def server_name(plugin: ProtocolPlugin) -> str | None:
+    """The plugin's server actor: its ``server`` attribute when it is a name,
+    ``"server"`` otherwise; ``None`` when the plugin says ``server = None``
+    (a serverless protocol, every actor a peer).
+    """
+    name = getattr(plugin, "server", SERVER)
+    if name is None:
+        return None
+    return name if isinstance(name, str) and name else SERVER
 
 
 def available_protocols() -> list[str]:

@@ -24,16 +24,19 @@ import asyncio
 import contextlib
 import contextvars
 import gc
-import heapq
 import itertools
 import selectors
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
+from simkit import _asyncio_timers as _timers
+from simkit.clock import VirtualTime
+from simkit.executor import Executor as SimExecutor
+from simkit.executor import deliver
 from simkit.rng import SeedTree
 
 __all__ = [
@@ -67,41 +70,6 @@ class VirtualTimeLimitExceeded(SimulationError):
     """The next event lies beyond the run's ``max_time`` bound."""
 
 
-class _SeqTimerHandle(asyncio.TimerHandle):
-    """A timer ordered by (time, sequence), so equal-time timers fire FIFO."""
-
-    __slots__ = ("_seq",)
-
-    def __init__(
-        self,
-        when: float,
-        seq: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: contextvars.Context | None,
-    ) -> None:
-        super().__init__(when, callback, args, loop, context)
-        self._seq = seq
-
-    # The heap holds only these handles (every timer goes through call_at), so the
-    # comparisons skip type checks: they run ~log2(n) times per timer.
-    def __lt__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        mine, theirs = self._when, other._when  # type: ignore[attr-defined]
-        return bool(mine < theirs or (mine == theirs and self._seq < other._seq))
-
-    def __le__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return not other < self
-
-    def __gt__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return other < self
-
-    def __ge__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return not self < other
-
-    __hash__ = asyncio.TimerHandle.__hash__
-
-
 class _VirtualSelector(selectors.BaseSelector):
     """Wraps a real selector; instead of sleeping, advances the loop's clock."""
 
@@ -128,6 +96,10 @@ class _VirtualSelector(selectors.BaseSelector):
         loop = self._loop
         if loop._outside_pending:
             # Outside work is computing: virtual time stands still until it reports.
+            # When nothing else is ready, the oldest finished job is handed over
+            # (simkit.executor.deliver: submission order, whatever finishes first).
+            if timeout != 0 and loop.outside_hook is not None and loop.outside_hook():
+                return []
             return self._real.select(None if timeout is None or timeout > 0 else 0)
         if len(self._real.get_map()) > 1:
             events = self._real.select(0)  # fds other than the self-pipe
@@ -157,7 +129,7 @@ class RealTimeEventLoop(asyncio.SelectorEventLoop):
         return time.monotonic() - self._t0
 
 
-class VirtualEventLoop(asyncio.SelectorEventLoop):
+class VirtualEventLoop(VirtualTime, asyncio.SelectorEventLoop):
     """An asyncio event loop on a virtual clock.
 
     Args:
@@ -176,8 +148,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         #: Returns a description of what is blocked, for deadlock reports.
         self.describe_blocked: Callable[[], str] = self._describe_tasks
         self._root: asyncio.Task[Any] | None = None
+        #: Called when the loop is idle with outside work pending; True if it
+        #: handed a result over (set by :func:`simkit.executor.deliver`).
+        self.outside_hook: Callable[[], bool] | None = None
         super().__init__(_VirtualSelector(self))
-        self._clock_resolution = 1e-9
+        _timers.fine_resolution(self)
 
     def time(self) -> float:
         """The virtual time, in seconds."""
@@ -191,10 +166,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """Schedule ``callback`` at virtual time ``when`` (FIFO among equal times)."""
-        self._check_closed()  # type: ignore[attr-defined]
-        timer = _SeqTimerHandle(when, next(self._timer_seq), callback, args, self, context)
-        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
-        timer._scheduled = True  # type: ignore[attr-defined]
+        timer = _timers.SeqTimerHandle(when, next(self._timer_seq), callback, args, self, context)
+        _timers.push(self, timer)
         return timer
 
     def run_in_executor(
@@ -218,8 +191,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._outside_pending -= 1
 
     def _advance_to_next_timer(self, timeout: float) -> None:
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        target = scheduled[0].when() if scheduled else self._vtime + timeout
+        due = _timers.next_due(self)
+        target = due if due is not None else self._vtime + timeout
         if self.max_time is not None and target > self.max_time:
             self._fail(
                 VirtualTimeLimitExceeded(
@@ -280,9 +253,32 @@ class outside_work:
             self._loop._outside_pending -= 1
 
 
-async def run_outside(func: Callable[..., T], *args: Any, executor: Executor | None = None) -> T:
-    """Run ``func(*args)`` in ``executor`` (a thread pool by default) and await it."""
-    return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
+async def run_outside(
+    func: Callable[..., T], *args: Any, executor: Executor | SimExecutor | None = None
+) -> T:
+    """Run ``func(*args)`` in ``executor`` (a thread pool by default) and await it.
+
+    ``executor`` is a ``concurrent.futures`` executor or a
+    :class:`simkit.executor.Executor` (inline, process pool, Ray). In virtual
+    mode results come back in submission order, each when nothing else is
+    ready, and virtual time stands still while any is pending: the run does
+    not depend on which job finishes first (:func:`simkit.executor.deliver`).
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualEventLoop) and not isinstance(executor, SimExecutor):
+        return await loop.run_in_executor(executor, func, *args)
+    pool = executor if executor is not None else _threads()
+    return await deliver(pool.submit(func, *args))
+
+
+_THREADS: list[ThreadPoolExecutor] = []
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The thread pool outside work runs on by default in virtual mode."""
+    if not _THREADS:
+        _THREADS.append(ThreadPoolExecutor(thread_name_prefix="simkit-outside"))
+    return _THREADS[0]
 
 
 class RunInfo:

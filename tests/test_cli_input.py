@@ -215,3 +215,24 @@ def test_from_a_shell_a_huge_scenario_is_one_line_and_quick(mini: str) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "clients.count=1000000000000 needs ~" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--trace", "/nonexistent/dir/t.jsonl"], "--trace /nonexistent/dir/t.jsonl: no such dir"),
+        (["--save-weights", "."], "--save-weights .: is a directory"),
+        (["--report", "FILE"], "exists and is not a directory"),
+        (["--faults", "BINARY"], "not a text fault file (invalid start byte)"),
+        (["--faults", "."], ".: cannot read fault file: Is a directory"),
+        (["--checkpoint", "FILE"], "cannot create checkpoint directory"),
+    ],
+)
+def test_output_and_input_paths_are_checked_before_the_run(
+    capsys: pytest.CaptureFixture[str], mini: str, tmp_path: Path, argv: list[str], expected: str
+) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00")
+    paths = {"FILE": str(tmp_path / "file"), "BINARY": str(tmp_path / "binary.toml")}
+    argv = [paths.get(a, a) for a in argv]
+    assert expected in one_error(capsys, "run", mini, "--quiet", *argv)

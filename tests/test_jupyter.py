@@ -127,3 +127,8 @@ def test_a_notebook_cell_gives_the_cli_digests() -> None:
     assert printed == [want["trace_digest"], want["weights_digest"]]
     shown = [o for o in outputs if o.output_type == "execute_result"]
     assert "<table" in shown[0]["data"]["text/html"]
+    # the progress bar, updated in place after every round
+    bars = [o["data"]["text/html"] for o in outputs if o.output_type == "display_data"]
+    assert len(bars) == 1
+    assert "simkit-progress" in bars[0]
+    assert "round 5/5" in bars[0]

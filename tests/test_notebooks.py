@@ -20,7 +20,13 @@ nbformat = pytest.importorskip("nbformat")
 # What each tutorial must show: a line of its printed output.
 EXPECTED = {
     "01_fedavg_dropouts_stragglers": ["by cause: {'crashed': ["],
-    "02_secure_aggregation": ["rebuild carol's seed: True", "exact: True", "aborted in"],
+    "02_secure_aggregation": [
+        "rebuild carol's seed: True",
+        "exact: True",
+        "aborted in",
+        "attack on c003: recovered c003",  # the lying server, passive clients
+        "refusing to unmask",  # and caught by the active-adversary mode
+    ],
     "03_property_based_testing": [
         "found after",
         "test_forgetful(",  # the shrunk example

@@ -10,7 +10,6 @@ round records and early stopping.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from protocols._tables import checkpoint_weights, mean_loss, record_from_state, record_state
 from protocols.fedavg._options import FedAvgOptions
+from protocols.fedavg._strategy import Strategy, load_strategy
 from protocols.messages import EvaluationRequest, TrainRequest
 from simkit.protocol import RoundRecord, ScenarioSetup
 from simkit.training import (
@@ -85,22 +85,18 @@ class FedAvgCore:
         self.stopped = ""  # why the run ended before its last round
         self._aux: dict[str, AuxVar] = {}
         self._evaluator: TrainingManager | None = None
+        self.strategy: Strategy = load_strategy(options.strategy, setup, options)
 
     # ------------------------------------------------------------------------ rounds
 
     def sample(self, round: int, available: Sequence[str]) -> list[str]:
-        """The clients asked to train in ``round``: a seeded sample of ``available``.
+        """The clients asked to train in ``round``: the strategy's cohort of ``available``.
 
-        ``max(min_clients, ceil(fraction * n))`` clients, or all when fewer
-        are available; the same round and availability give the same sample.
+        By default ``max(min_clients, ceil(fraction * n))`` clients, or all
+        when fewer are available; the same round and availability give the
+        same sample.
         """
-        pool = sorted(available)
-        want = max(self.options.min_clients, math.ceil(self.options.fraction * len(pool) - 1e-9))
-        if want >= len(pool):
-            return pool
-        rng = self.setup.seeds.numpy("fedavg", "sample", round)
-        chosen = rng.choice(len(pool), size=want, replace=False)
-        return sorted(pool[int(i)] for i in chosen)
+        return self.strategy.sample(round, sorted(available))
 
     def aux_types(self) -> dict[str, type[AuxVar]]:
         """Module name -> the auxiliary variable type the server optimizer takes."""
@@ -147,19 +143,15 @@ class FedAvgCore:
         """
         used = tuple(sorted(results))
         loss = mean_loss({c: results[c].metrics for c in used})
-        if len(used) < self.options.min_replies:
-            return RoundOutcome(
-                False,
-                used,
-                loss,
-                f"{len(used)} usable replies < min_replies {self.options.min_replies}",
-            )
+        reason = self.strategy.accept(self.round, used)
+        if reason:
+            return RoundOutcome(False, used, loss, reason)
         # A reply of weight 0 (no step taken, weighted by steps) adds nothing to
         # a weighted mean, and a per-client mean (robust aggregators) cannot take it.
         positive = {c: results[c].updates for c in used if results[c].updates.weight > 0}
         if not positive:
             return RoundOutcome(False, used, loss, "every usable reply has weight 0")
-        update = self.setup.aggregator.aggregate(positive)
+        update = self.strategy.aggregate(self.round, positive)
         aux = _sum_aux({c: results[c].aux for c in used})
         self.apply(update, aux)
         return RoundOutcome(True, used, loss)
@@ -173,13 +165,9 @@ class FedAvgCore:
         """Like :meth:`aggregate` from an already summed update (secure aggregation)."""
         names = tuple(sorted(used))
         loss = mean_loss(metrics)
-        if len(names) < self.options.min_replies:
-            return RoundOutcome(
-                False,
-                names,
-                loss,
-                f"{len(names)} usable replies < min_replies {self.options.min_replies}",
-            )
+        reason = self.strategy.accept(self.round, names)
+        if reason:
+            return RoundOutcome(False, names, loss, reason)
         self.apply(total.mean(), {})
         return RoundOutcome(True, names, loss)
 
@@ -194,8 +182,7 @@ class FedAvgCore:
 
     def evaluates(self, round: int) -> bool:
         """Whether ``round`` ends with an evaluation."""
-        every = self.options.eval_every
-        return every > 0 and (round % every == 0 or round == self.setup.rounds)
+        return self.strategy.evaluates(round)
 
     def evaluation_mode(self) -> str:
         """``"server"``, ``"train"`` or ``"clients"`` (``"auto"`` resolved)."""

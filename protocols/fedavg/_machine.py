@@ -32,6 +32,7 @@ from protocols.messages import (
     EvaluationReply,
     TrainDone,
     TrainReply,
+    TrainRequest,
     expect_evaluation,
     expect_train,
     expect_train_done,
@@ -226,15 +227,28 @@ class FedAvgMachine(FlowMachine):
         for c in clients:
             (holding if self.holds.get(c) == (sessions.get(c, 0), version) else fresh).append(c)
         failed: list[str] = []
-        if fresh:
-            failed += (yield from self.ask(Broadcast(tuple(fresh), make(True)), Sent)).failed
-        if holding:
-            failed += (yield from self.ask(Broadcast(tuple(holding), make(False)), Sent)).failed
+        for group, with_weights in ((fresh, True), (holding, False)):
+            for message, peers in self._configured(group, make(with_weights) if group else None):
+                failed += (yield from self.ask(Broadcast(tuple(peers), message), Sent)).failed
         reached = sorted(set(clients) - set(failed))
         sessions = (yield from self.ask(Look(), Peers)).connected
         for c in reached:
             self.holds[c] = (sessions.get(c, 0), version)
         return reached
+
+    def _configured(
+        self, clients: list[str], message: Message | None
+    ) -> list[tuple[Message, list[str]]]:
+        """``message`` per client as the strategy configures it, grouped by request."""
+        if message is None:
+            return []
+        if not isinstance(message, TrainRequest):
+            return [(message, clients)]
+        groups: dict[int, tuple[Message, list[str]]] = {}
+        for c in clients:
+            request = self.core.strategy.configure(message.round, c, message)
+            groups.setdefault(id(request), (request, []))[1].append(c)
+        return list(groups.values())
 
     def _expect(self, kind: Reply, r: int) -> Expect:
         if kind is TrainReply:

@@ -43,6 +43,10 @@ class FedAvgOptions:
         min_delta: Early stopping: the margin an improvement must beat.
         stop_metric: Early stopping: ``"loss"`` (training), ``"eval_loss"``
             or ``"accuracy"``.
+        strategy: The server strategy, ``{kind = ..., **options}``
+            (``None``: plain FedAvg; see :mod:`protocols.fedavg._strategy`).
+        mods: Client mods applied in order to each update, each
+            ``{kind = ..., **options}``.
     """
 
     fraction: float = 1.0
@@ -57,6 +61,8 @@ class FedAvgOptions:
     patience: int | None = None
     min_delta: float = 0.0
     stop_metric: Literal["loss", "accuracy", "eval_loss"] = "eval_loss"
+    strategy: Mapping[str, Any] | None = None
+    mods: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -88,6 +94,7 @@ class FedAvgOptions:
         number("min_delta", 0.0, inclusive=True)
         choice("stop_metric", _STOP_METRICS)
         values = {k: table[k] for k in known if k in table and table[k] is not None}
+        _check_extensions(values, source)
         for key in ("fraction", "round_timeout", "join_timeout", "eval_timeout", "min_delta"):
             if key in values:
                 values[key] = float(values[key])
@@ -98,3 +105,16 @@ class FedAvgOptions:
                 f"protocol.min_clients = {options.min_clients} (a round could never succeed)"
             )
         return options
+
+
+def _check_extensions(values: dict[str, Any], source: str) -> None:
+    """Validate ``strategy`` and ``mods`` (their classes load, their options fit)."""
+    from protocols.fedavg._strategy import STRATEGIES, Strategy, _load, check_mods
+
+    if "strategy" in values:
+        try:
+            _load(values["strategy"], "protocol.strategy", STRATEGIES, Strategy)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    if "mods" in values:
+        values["mods"] = check_mods(values["mods"], source)

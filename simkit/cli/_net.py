@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from simkit.cli._base import CLIError
 from simkit.cli._run import (
+    check_outputs,
     live_rounds,
     load,
     output_args,
@@ -84,6 +85,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from simkit.runner import serve_scenario
     from simkit.scenario import client_names
 
+    check_outputs(args)
     scenario = load(args)
     _check_bind(args.host, args.port)
     names = client_names(scenario.config.clients.count)
@@ -147,6 +149,7 @@ def client_command(args: argparse.Namespace) -> int:
     from simkit.runner import RunError, run_client
     from simkit.scenario import ScenarioError
 
+    check_outputs(args)
     load(args)  # a bad file or override is reported before any connection
     try:
         result = run_client(

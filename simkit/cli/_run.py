@@ -9,6 +9,7 @@ stdout holds only the JSON line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from simkit.scenario import Scenario
 
 __all__ = [
+    "check_outputs",
     "finish",
     "footer",
     "live_rounds",
@@ -99,6 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.processes and args.transport != "tcp":
         raise CLIError("--processes needs --transport tcp")
+    check_outputs(args)
     scenario = load(args)
     console, live = live_rounds(args, scenario)
     # Client processes read the file themselves, with the same seed and overrides.
@@ -146,6 +149,24 @@ def run_live(
         if live is not None:
             live.stop()
     return finish(args, result, console)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written before the run, not after it."""
+    for option in ("trace", "save_weights", "report"):
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if option == "report":  # made with its parents
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise CLIError(f"--report {path}: exists and is not a directory")
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag} {path}: no such directory {parent!r}")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag} {path}: is a directory")
 
 
 def load(args: argparse.Namespace) -> Scenario:
@@ -266,12 +287,14 @@ def round_table(result: RunResult) -> Any:
     from rich import box
     from rich.table import Table
 
+    from simkit._outcomes import drop_events, dropped_in_round
+    from simkit.report import algorithm
     from simkit.trace import format_bytes
 
     # Light rules, no edge padding: the table fits 80 columns (stdout not a terminal)
     # without wrapping or cutting a cell.
     table = Table(
-        title=f"{result.scenario} ({result.protocol}, seed {result.seed})",
+        title=f"{result.scenario} ({algorithm(result)}, seed {result.seed})",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         collapse_padding=True,
@@ -280,13 +303,15 @@ def round_table(result: RunResult) -> Any:
     columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
     for column in [*columns, "loss", "accuracy", "bytes", "time"]:
         table.add_column(column, justify="right", no_wrap=True)
+    # dropped: failed to answer, or crashed or seen gone during the round (SecAgg stages too)
+    drops = drop_events(result.trace.events) if result.trace.keep else []
     for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
         style = "red" if r.aborted else None
         table.add_row(
             str(r.round),
             str(len(r.sampled)),
             str(len(r.replied)),
-            str(len(r.failed)),
+            str(len(dropped_in_round(r, drops))),
             *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),
@@ -314,7 +339,10 @@ def footer(result: RunResult) -> str:
     from simkit.trace import format_bytes
 
     summary = result.summary()
-    dropped = " ".join(summary["dropped"]) or "none"
+    causes = summary.get("dropped_by_cause") or {}
+    dropped = "; ".join(
+        f"{cause.replace('_', ' ')} {' '.join(names)}" for cause, names in causes.items() if names
+    ) or (" ".join(summary["dropped"]) or "none")
     unfired = ""
     if result.unfired_faults:
         from simkit.faults import describe_fault

@@ -9,7 +9,8 @@
                     declared-gone marks; SecAgg stages and aborted rounds shaded
 ``labels.png``      label counts per client (when labels are integers)
 ``secagg.png``      under SecAgg: a true update, its masked input, the mean
-``sequence.svg``    round 1, server and a few chosen clients (compact)
+``sequence.svg``    round 1, server and a few chosen clients (compact; serverless
+                    protocols: a few chosen peers)
 ``sequence.mmd``    the same diagram as Mermaid source
 ``summary.json``    the run's summary (the ``--json`` object)
 ``trace.jsonl``     the trace (read it with ``simkit trace show``)
@@ -110,20 +111,14 @@ def write_report(result: RunResult, directory: str | os.PathLike[str]) -> Path:
 
 def _write_sequence(result: RunResult, out: Path) -> None:
     from simkit._outcomes import drop_events
-    from simkit.report._sequence import (
-        Diagram,
-        choose_clients,
-        round_diagram,
-        to_mermaid_text,
-        to_svg,
-    )
+    from simkit.report._sequence import Diagram, run_diagram, to_mermaid_text, to_svg
 
     events = result.trace.events
     if result.rounds:
-        first = result.rounds[0]
-        diagram = round_diagram(events, first, choose_clients(first, drop_events(events)))
+        diagram = run_diagram(events, result.rounds[0], drop_events(events), result.server)
     else:
-        diagram = Diagram("no rounds", ["server"])
+        lanes = [result.server] if result.server else result.clients[:1]
+        diagram = Diagram("no rounds", lanes)
     (out / "sequence.svg").write_text(to_svg(diagram) + "\n", encoding="utf-8")
     (out / "sequence.mmd").write_text(to_mermaid_text(diagram) + "\n", encoding="utf-8")
 

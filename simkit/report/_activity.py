@@ -4,7 +4,9 @@ The timeline's data. States, drawn as bars:
 
 ==============  ==============================================================
 ``idle``        alive and not taking part (not sampled, between rounds)
-``training``    from the delivery of a training request to the client's reply
+``training``    from the delivery of a training request (or the client's own
+                ``ctx.mark("training")``: a peer of a serverless protocol
+                trains unasked) to the client's next send
 ``secagg``      from the delivery of a SecAgg stage message to its answer
 ``sending``     from a client's send until that message is delivered or lost
 ``waiting``     its answer delivered, waiting for the server's next message
@@ -32,6 +34,7 @@ __all__ = [
     "Span",
     "client_activity",
     "is_training_request",
+    "replies",
     "reply_staleness",
 ]
 
@@ -125,7 +128,7 @@ def client_activity(
             continue
         if e.src in state:
             _from_client(state[e.src], e, round_end)
-        elif e.dst in state:
+        if e.dst in state:  # both, between peers of a serverless protocol
             _to_client(state[e.dst], e, round_end, training_request)
     return {name: _close(client, end, round_end) for name, client in state.items()}
 
@@ -142,6 +145,10 @@ def _from_client(client: _Client, e: Event, round_end: Callable[[float], float])
         client.down_since = e.t if client.down_since is None else client.down_since
     elif e.kind == "actor_exit":
         client.stop(e.t, round_end)
+    elif e.kind == "mark" and e.type == "training":
+        client.close_busy(e.t)
+        client.close_waiting(e.t, round_end)
+        client.busy = ("training", e.t)
     elif e.kind == "send":
         client.close_busy(e.t)
         client.close_waiting(e.t, round_end)
@@ -184,32 +191,41 @@ def _close(client: _Client, end: float, round_end: Callable[[float], float]) -> 
     return background + sorted(others, key=lambda s: (s.start, s.end))
 
 
-def reply_staleness(
+def replies(
     events: Iterable[Event], rounds: Sequence[RoundRecord], server: str = "server"
-) -> list[list[int]]:
-    """Per round, the staleness of each reply the server received during it.
+) -> list[tuple[str, float, int]]:
+    """``(client, t, staleness)`` of every training reply the server received, in order.
 
     A reply's staleness is the number of rounds (server updates) that ended
     between the server's sending the request it answers and the reply's
     arrival: 0 means the client trained from the current global model.
     FedBuff's buffer weighs updates by it (and discards the stalest: they
     are counted here too).
+    """
+    ends = [r.t_end for r in rounds]
+    out: list[tuple[str, float, int]] = []
+    asked: dict[str, float] = {}
+    for e in events:
+        if e.kind == "send" and e.src == server and is_training_request(e.type):
+            asked[e.dst] = e.t
+        elif e.kind == "deliver" and e.dst == server and e.src in asked:
+            if e.type.startswith("Train"):
+                since = asked.pop(e.src)
+                stale = bisect.bisect_left(ends, e.t) - bisect.bisect_right(ends, since)
+                out.append((e.src, e.t, max(0, stale)))
+    return out
+
+
+def reply_staleness(
+    events: Iterable[Event], rounds: Sequence[RoundRecord], server: str = "server"
+) -> list[list[int]]:
+    """Per round, the staleness of each reply the server received during it (:func:`replies`).
 
     Returns:
         One list per round record (same order), of non-negative integers.
     """
     ends = [r.t_end for r in rounds]
     out: list[list[int]] = [[] for _ in rounds]
-    if not rounds:
-        return out
-    asked: dict[str, float] = {}
-    for e in events:
-        if e.kind == "send" and e.src == server and is_training_request(e.type):
-            asked[e.dst] = e.t
-        elif e.kind == "deliver" and e.dst == server and e.src in asked:
-            if not e.type.startswith("Train"):
-                continue
-            since = asked.pop(e.src)
-            i = min(bisect.bisect_left(ends, e.t), len(rounds) - 1)
-            out[i].append(max(0, bisect.bisect_left(ends, e.t) - bisect.bisect_right(ends, since)))
+    for _, t, stale in replies(events, rounds, server) if rounds else []:
+        out[min(bisect.bisect_left(ends, t), len(rounds) - 1)].append(stale)
     return out

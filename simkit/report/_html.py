@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from simkit._outcomes import drop_events, dropped_in_round
-from simkit.report._sequence import choose_clients, round_diagram, to_svg
+from simkit.report._sequence import run_diagram, to_svg
 from simkit.trace import Event
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def sequence_section(result: RunResult, events: Sequence[Event]) -> str:
     options, figures = [], []
     for n, i in enumerate(diagram_rounds(result)):
         record = result.rounds[i]
-        diagram = round_diagram(events, record, choose_clients(record, drops))
+        diagram = run_diagram(events, record, drops, result.server)
         note = " (aborted)" if record.aborted else ""
         options.append(f'<option value="{n}">round {record.round}{note}</option>')
         hidden = "" if n == 0 else " hidden"
@@ -80,13 +80,20 @@ def sequence_section(result: RunResult, events: Sequence[Event]) -> str:
             f'<figure class="seq" data-index="{n}"{hidden}>{svg}'
             f"<figcaption>{esc(diagram.caption)}</figcaption></figure>"
         )
-    return _SEQUENCE.format(options="\n".join(options), figures="\n".join(figures))
+    who = _SERVER_WHO if result.server else _PEERS_WHO
+    return _SEQUENCE.format(who=who, options="\n".join(options), figures="\n".join(figures))
 
 
+_SERVER_WHO: Final = """server and a few chosen clients: one that dropped, one that
+missed the deadline, ones that replied"""
+_PEERS_WHO: Final = """a few chosen peers: one that dropped or was skipped, and the
+peers it exchanged most messages with"""
 _SEQUENCE: Final = """<p><label>Round: <select id="round-select">
 {options}
-</select></label> (server and a few chosen clients: one that dropped, one that
-missed the deadline, ones that replied; full trace: <code>simkit trace show trace.jsonl</code>)</p>
+</select></label> ({who}; full trace: <code>simkit trace show trace.jsonl</code>).
+A message is drawn when it is delivered; a red dashed line ending in &#215;: lost; a dashed
+arrow: still in flight when the round ended; blue boxes: protocol marks (rounds, SecAgg
+stages); red boxes: faults (crashes, a peer declared gone).</p>
 <div class="seq-box">
 {figures}
 </div>

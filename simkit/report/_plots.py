@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from simkit.report._activity import STATES, client_activity, reply_staleness
+from simkit.report._activity import STATES, client_activity, replies, reply_staleness
 from simkit.trace import Event
 
 if TYPE_CHECKING:
@@ -81,7 +81,14 @@ def _rounds_axis(ax: Axes, result: RunResult) -> None:
     ax.grid(alpha=0.3)
     for r in result.rounds:
         if r.aborted:
-            ax.axvspan(r.round - 0.4, r.round + 0.4, color=_ABORTED, label="aborted round")
+            ax.axvspan(
+                r.round - 0.4,
+                r.round + 0.4,
+                color=_ABORTED,
+                alpha=0.6,
+                zorder=0,
+                label="aborted round",
+            )
 
 
 def _dedup_legend(ax: Axes) -> None:
@@ -101,7 +108,9 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     """Loss and accuracy per round; for FedBuff also staleness and late replies."""
     from matplotlib.figure import Figure
 
-    fedbuff = result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    fedbuff = result.server is not None and (
+        result.protocol == "fedbuff" or any(r.late for r in result.rounds)
+    )
     fig = Figure(figsize=(13 if fedbuff else 9, 3.6), layout="constrained")
     axes = fig.subplots(1, 3 if fedbuff else 2)
     rounds = [r.round for r in result.rounds]
@@ -110,8 +119,11 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     _line(loss_ax, rounds, [r.eval_loss for r in result.rounds], _global_loss_label(result))
     _line(acc_ax, rounds, [r.accuracy for r in result.rounds], "global model accuracy")
     losses = [v for r in result.rounds for v in (r.loss, r.eval_loss) if v is not None]
-    loss_ax.set_ylim(0, max([*losses, 1e-9]) * 1.08)
+    loss_ax.set_ylim(0, max(losses) * 1.08 if losses and max(losses) > 0 else 1.0)
     acc_ax.set_ylim(0, 1)
+    for ax, values in ((loss_ax, losses), (acc_ax, [r.accuracy for r in result.rounds])):
+        if not any(v is not None for v in values):
+            ax.text(0.5, 0.5, "no value recorded", transform=ax.transAxes, ha="center")
     loss_ax.set_title("loss")
     acc_ax.set_title("accuracy")
     if fedbuff:
@@ -141,7 +153,8 @@ def _plot_staleness(ax: Axes, result: RunResult) -> None:
     _line(ax, rounds, means, "mean staleness", color="#4c78a8")
     ax.bar(rounds, [r.late for r in result.rounds], color="#bbbbbb", label="late (discarded)")
     ax.set_ylim(bottom=0)
-    ax.set_title("staleness (server updates behind) and late replies")
+    ax.set_title("staleness of replies and late replies")
+    ax.set_ylabel("server updates behind")
 
 
 def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) -> None:
@@ -165,6 +178,8 @@ def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) ->
             if ts:
                 ax.scatter(ts, [row] * len(ts), marker=style, color="black", s=36, zorder=3)
     top = -1.5 if _stages(events) else -0.5
+    if result.protocol == "fedbuff" or any(r.late for r in result.rounds):
+        _staleness_marks(fig, ax, result, events, shown)
     ax.set_yticks(range(len(shown)), shown, fontsize=7)
     if top < -1:
         ax.set_yticks([-1, *range(len(shown))], ["SecAgg stage", *shown], fontsize=7)
@@ -184,6 +199,19 @@ def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) ->
         ]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.savefig(target, dpi=110, format="png")
+
+
+def _staleness_marks(
+    fig: Any, ax: Axes, result: RunResult, events: Sequence[Event], shown: Sequence[str]
+) -> None:
+    """Each reply's arrival as a dot coloured by its staleness (asynchronous protocols)."""
+    row = {name: i for i, name in enumerate(shown)}
+    found = [(row[c], t, s) for c, t, s in replies(events, result.rounds) if c in row]
+    if not found:
+        return
+    rows, times, stale = zip(*found, strict=True)
+    dots = ax.scatter(times, rows, c=stale, cmap="plasma", s=14, zorder=4, vmin=0)
+    fig.colorbar(dots, ax=ax, shrink=0.5, pad=0.01, label="reply staleness (updates behind)")
 
 
 def _stages(events: Sequence[Event]) -> list[tuple[float, str]]:
@@ -224,7 +252,10 @@ def plot_labels(result: RunResult, target: Target) -> bool:
     ax.set_yticks(range(len(clients)), [c.name for c in clients], fontsize=7)
     ax.set_ylim(len(clients) - 0.5, -0.5)
     ax.set_xlabel("training samples, by label")
-    ax.set_title("label distribution per client")
+    more = len(result.setup.clients) - len(clients)
+    ax.set_title(
+        "label distribution per client" + (f" (first {len(clients)}; {more} more)" if more else "")
+    )
     fig.legend(title="label", loc="outside right upper", fontsize=7, ncol=1 + classes // 20)
     fig.savefig(target, dpi=100, format="png")
     return True

@@ -10,7 +10,8 @@ Compact by default: the server plus ``k`` clients chosen to show what
 happened (one that crashed or was declared gone, one that missed the
 deadline, then ones that replied), participants in a fixed order (server,
 then clients by name), heartbeats folded into a count and each handshake
-(Join, Accept) into one note.
+(Join, Accept) into one note. A serverless protocol's diagram shows peers
+only: one chosen the same way and those it exchanged most messages with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from simkit.protocol import RoundRecord
 from simkit.trace import HEARTBEAT_TYPES, Event, format_bytes
 from simkit.trace._render import _escape, _mermaid_ids, message_items
 
-__all__ = ["Diagram", "Step", "choose_clients", "round_diagram", "to_mermaid_text", "to_svg"]
+__all__ = [
+    "Diagram",
+    "Step",
+    "choose_clients",
+    "choose_peers",
+    "round_diagram",
+    "run_diagram",
+    "to_mermaid_text",
+    "to_svg",
+]
 
 SERVER: Final = "server"
 _HANDSHAKE_TYPES: Final = frozenset({"Join", "Accept", "Reject"})
@@ -77,16 +87,48 @@ def choose_clients(
     return sorted(chosen[:k])
 
 
+def choose_peers(
+    events: Sequence[Event], record: RoundRecord, drops: Sequence[tuple[float, str]], k: int = 4
+) -> list[str]:
+    """Serverless: one peer chosen as :func:`choose_clients` does, then the
+    peers it exchanged most messages with during the round (sorted by name)."""
+    first = choose_clients(record, drops, k=1)
+    if not first:
+        return []
+    me, counts = first[0], dict[str, int]()
+    for e in _window(events, record):
+        if e.kind == "deliver" and e.type not in HEARTBEAT_TYPES and me in (e.src, e.dst):
+            other = e.dst if e.src == me else e.src
+            counts[other] = counts.get(other, 0) + 1
+    ranked = sorted(counts, key=lambda n: (-counts[n], n))
+    return sorted([me, *ranked[: k - 1]])
+
+
+def run_diagram(
+    events: Sequence[Event],
+    record: RoundRecord,
+    drops: Sequence[tuple[float, str]],
+    server: str | None = SERVER,
+) -> Diagram:
+    """The report's diagram of ``record``: the server and chosen clients, or chosen peers."""
+    if server is None:
+        return round_diagram(events, record, choose_peers(events, record, drops), server=None)
+    return round_diagram(events, record, choose_clients(record, drops), server=server)
+
+
 def round_diagram(
     events: Sequence[Event],
     record: RoundRecord,
     clients: Sequence[str],
     *,
-    server: str = SERVER,
+    server: str | None = SERVER,
     max_steps: int = 150,
 ) -> Diagram:
-    """The diagram of one round between ``server`` and ``clients`` (in that order)."""
-    lanes = [server, *sorted(clients)]
+    """The diagram of one round between ``server`` and ``clients`` (in that order).
+
+    ``server=None``: a serverless protocol, peers only.
+    """
+    lanes = [*([server] if server else []), *sorted(clients)]
     shown = set(lanes)
     window = _window(events, record)
     diagram = Diagram(f"round {record.round}", lanes)
@@ -107,10 +149,12 @@ def round_diagram(
         cut = len(diagram.steps) - max_steps
         diagram.steps[max_steps:] = [Step(record.t_end, "note", "", "", f"... {cut} more rows")]
     total = len(set(record.sampled) | set(record.replied))
+    who = f"the server and {len(lanes) - 1}" if server else f"{len(lanes)}"
+    kind = "clients" if server else "peers"
     diagram.caption = (
-        f"round {record.round}, {record.t_start:.3f} s to {record.t_end:.3f} s: the server and "
-        f"{len(lanes) - 1} of the round's {total} clients; {others} messages of other clients "
-        f"and {heartbeats} heartbeat messages not drawn; handshakes folded"
+        f"round {record.round}, {record.t_start:.3f} s to {record.t_end:.3f} s: {who} of the "
+        f"round's {total} {kind}; {others} messages of other {kind} and {heartbeats} heartbeat "
+        "messages not drawn; handshakes folded"
     )
     return diagram
 
@@ -153,8 +197,9 @@ def _note(e: Event) -> Step | None:
         return None
     if e.kind == "actor_start":
         return Step(e.t, "note", e.src, "", f"restarts ({e.info})", "mark")
-    if e.kind == "mark":
-        return Step(e.t, "note", "", "", e.info or e.type, "mark")
+    if e.kind == "mark":  # the server's marks span the diagram; a peer's sit over it
+        over = "" if e.src == SERVER else e.src
+        return Step(e.t, "note", over, "", e.info or e.type, "mark")
     if e.kind == "peer_down":
         text = f"{e.dst} declared gone: {e.info}" if e.info else f"{e.dst} declared gone"
         return Step(e.t, "note", e.src, e.dst, text, "fault")
@@ -215,11 +260,7 @@ def to_svg(diagram: Diagram, ident: str = "seq", *, standalone: bool = True) -> 
 
 
 def _svg_step(step: Step, y: float, x: dict[str, float], ident: str) -> str:
-    time = (
-        f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
-        if step.t >= 0
-        else ""
-    )
+    time = f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
     label = html.escape(step.label)
     if step.kind == "note":
         return time + _svg_note(step, y, x, label)

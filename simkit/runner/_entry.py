@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from simkit._progress import notebook_progress
 from simkit.faults import FaultSchedule
-from simkit.protocol import ProtocolPlugin, RoundRecord
+from simkit.protocol import ProtocolPlugin, RoundRecord, server_name
 from simkit.runner._launch import (
     LOOPBACK,
     SERVER,
@@ -19,7 +20,14 @@ from simkit.runner._launch import (
     tcp_transport,
     write_trace,
 )
-from simkit.runner._prepare import assemble, check_checkpoints, directory, extra_faults, prepare
+from simkit.runner._prepare import (
+    assemble,
+    check_checkpoints,
+    directory,
+    extra_faults,
+    need_server,
+    prepare,
+)
 from simkit.runner._results import ClientResult, RunResult, TransportName
 from simkit.scenario import Scenario, ScenarioError
 
@@ -88,6 +96,10 @@ def run_scenario(
         raise ValueError("processes=True needs a scenario file: the client processes read it")
     scenario, chosen = prepare(path_or_mapping, seed, overrides, plugin)
     check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    if processes:
+        need_server(scenario, chosen, "--processes")
+    if on_round is None:  # in a Jupyter kernel: a progress bar under the cell
+        on_round = notebook_progress(scenario.config.rounds, scenario.name)
     tcp = tcp_transport(LOOPBACK) if transport == "tcp" else None
     built, handle = assemble(
         scenario,
@@ -108,7 +120,8 @@ def run_scenario(
             assert not isinstance(path_or_mapping, (Mapping, Scenario))
             launch = launch_clients(path_or_mapping, scenario, overrides, built.setup.client_names)
         result, wall, problems = simulate_real(built.sim, tcp, launch=launch)
-    run = run_result(scenario, built, handle, result, wall, problems, transport)
+    server = server_name(chosen)
+    run = run_result(scenario, built, handle, result, wall, problems, transport, server)
     if trace_file is not None:
         write_trace(run.trace, trace_file)
     return run
@@ -160,6 +173,7 @@ def serve_scenario(
     """
     scenario, chosen = prepare(path_or_mapping, seed, overrides, plugin)
     check_checkpoints(scenario, chosen, checkpoint=checkpoint, resume=resume)
+    need_server(scenario, chosen, "simkit serve")
     tcp = tcp_transport(host, {SERVER: format_host_port(host, port)}, token=token)
     built, handle = assemble(
         scenario,
@@ -172,7 +186,7 @@ def serve_scenario(
         resume_dir=directory(resume, "resume", create=False),
     )
     result, wall, _ = simulate_real(built.sim, tcp, on_listening=on_listening)
-    run = run_result(scenario, built, handle, result, wall, [], "tcp")
+    run = run_result(scenario, built, handle, result, wall, [], "tcp", server_name(chosen))
     if trace_file is not None:
         write_trace(run.trace, trace_file)
     return run
@@ -221,6 +235,7 @@ def run_client(
     if parse_address(server) is None:
         raise ValueError(f"the server address must be HOST:PORT, got {server!r}")
     scenario, chosen = prepare(path_or_mapping, seed, overrides, plugin)
+    need_server(scenario, chosen, "simkit client")
     names = client_names(scenario.config.clients.count)
     if name not in names:
         raise ScenarioError(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from simkit.protocol import ProtocolRun
+from simkit.protocol import SERVER, ProtocolRun
 from simkit.runner._results import RunError, RunResult, TransportName
 from simkit.scenario import Built, Scenario, ScenarioError
 
@@ -31,9 +31,6 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 """Where a run over TCP listens (``run_scenario(transport="tcp")``)."""
-
-SERVER = "server"
-"""The name protocols give their server actor: clients connect to it by this name."""
 
 
 def format_host_port(host: str, port: int) -> str:
@@ -106,6 +103,7 @@ def run_result(
     wall: float,
     problems: list[tuple[str, str]],
     transport: TransportName,
+    server: str | None = SERVER,
 ) -> RunResult:
     return RunResult(
         scenario=scenario.name,
@@ -122,6 +120,7 @@ def run_result(
         artifacts=_artifacts(handle),
         tracebacks=list(result.tracebacks),
         unfired_faults=list(result.unfired),
+        server=server,
     )
 
 

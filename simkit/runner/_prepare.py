@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simkit.faults import Fault, FaultError, FaultSchedule, fault_kind
-from simkit.protocol import ProtocolPlugin, ProtocolRun, UnknownProtocol, find_protocol
+from simkit.protocol import (
+    ProtocolPlugin,
+    ProtocolRun,
+    UnknownProtocol,
+    find_protocol,
+    server_name,
+)
 from simkit.runner._results import ACTION_TYPES
 from simkit.scenario import Built, Scenario, ScenarioError, build, load_scenario
+from simkit.scenario._build import ROUND_MESSAGE
 
 if TYPE_CHECKING:
     from simkit.channels import TcpTransport
@@ -79,6 +86,20 @@ def check_checkpoints(
             raise ScenarioError(f"{option}: protocol {name!r} does not support checkpoints")
 
 
+def need_server(scenario: Scenario, chosen: ProtocolPlugin, what: str) -> None:
+    """Runs split across processes join a server: a serverless protocol has none.
+
+    Raises:
+        ScenarioError: ``chosen`` says ``server = None``.
+    """
+    if server_name(chosen) is None:
+        name = scenario.config.protocol.name
+        raise ScenarioError(
+            f"{what}: protocol {name!r} has no server (its peers talk to each other); "
+            "run it in one process"
+        )
+
+
 def assemble(
     scenario: Scenario,
     chosen: ProtocolPlugin,
@@ -88,7 +109,8 @@ def assemble(
     **options: Any,
 ) -> tuple[Built, ProtocolRun]:
     """Build the simulation and let the plugin add its actors (``only`` those named)."""
-    built = build(scenario, transport=transport, only=only, **options)
+    message = getattr(chosen, "round_message", ROUND_MESSAGE)
+    built = build(scenario, transport=transport, only=only, round_message=message, **options)
     if only is None:
         handle = chosen.build(built.setup, built.sim)
     else:
@@ -159,6 +181,8 @@ def extra_faults(faults: FaultSchedule | str | os.PathLike[str] | None) -> Fault
         text = Path(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{name}: cannot read fault file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{name}: not a text fault file ({exc.reason})") from None
     try:
         return FaultSchedule.from_toml(text, source=name)
     except FaultError as exc:
@@ -214,8 +238,9 @@ def _fault_actors(fault: Fault) -> list[str]:
 def _trigger_key(scenario: Scenario, type_name: str) -> str:
     """The scenario key a trigger's message type came from (best guess)."""
     faults = scenario.config.faults
-    if faults.dropout is not None and faults.dropout.message == type_name:
+    # a message left out is the plugin's round_message
+    if faults.dropout is not None and faults.dropout.message in (type_name, None):
         return "faults.dropout.message"
-    if faults.per_round is not None and faults.per_round.message == type_name:
+    if faults.per_round is not None and faults.per_round.message in (type_name, None):
         return "faults.per_round.message"
     return "faults"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from simkit._outcomes import dropped_by_cause
 from simkit.faults import Fault, fault_to_dict
-from simkit.protocol import RoundRecord, ScenarioSetup
+from simkit.protocol import SERVER, RoundRecord, ScenarioSetup
 
 if TYPE_CHECKING:
     from simkit.trace import Trace
@@ -84,6 +84,8 @@ class RunResult:
             (``simkit run --verbose`` prints them).
         unfired_faults: Faults of the schedule that never applied: their
             trigger never matched, or the run ended before their time.
+        server: The protocol's server actor (``None``: a serverless protocol,
+            whose round records merge its peers' views).
     """
 
     scenario: str
@@ -100,6 +102,7 @@ class RunResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
     unfired_faults: list[Fault] = field(default_factory=list)
+    server: str | None = SERVER
 
     @property
     def clients(self) -> list[str]:

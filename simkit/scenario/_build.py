@@ -23,6 +23,7 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,10 @@ from simkit.training import (
 if TYPE_CHECKING:
     from simkit.simulation import Simulation
 
-__all__ = ["Built", "build", "client_names"]
+__all__ = ["ROUND_MESSAGE", "Built", "build", "client_names"]
+
+ROUND_MESSAGE = "TrainRequest"
+"""The round request of FedAvg and FedBuff: the default of a plugin's ``round_message``."""
 
 
 def client_names(count: int) -> list[str]:
@@ -136,6 +140,7 @@ def build(
     resume_dir: Path | None = None,
     transport: Transport | None = None,
     only: Collection[str] | None = None,
+    round_message: str = ROUND_MESSAGE,
 ) -> Built:
     """Build the setup and the simulation of ``scenario``.
 
@@ -150,6 +155,9 @@ def build(
             only faults on actors (crash, restart, slowdown) apply.
         only: The actors this process runs (``simkit serve``, ``simkit
             client``): faults on other actors are left to their processes.
+        round_message: The request type that starts a client's round (a
+            plugin's ``round_message``): what ``faults.dropout`` and
+            ``faults.per_round`` count when their ``message`` is left out.
 
     Raises:
         ScenarioError: Something valid in form but impossible to build (a
@@ -188,8 +196,10 @@ def build(
         on_round=on_round,
         checkpoint_dir=checkpoint_dir,
         resume_dir=resume_dir,
+        executor=cfg.execution.executor,
+        workers=cfg.execution.workers,
     )
-    faults = _faults(scenario, names, seeds)
+    faults = _faults(scenario, names, seeds, round_message)
     if extra_faults is not None:
         faults = faults + extra_faults
     if transport is not None and not isinstance(transport, MemoryNetwork):
@@ -366,22 +376,28 @@ def _model_factory(
     if isinstance(spec, UserModelConfig):
         shape = tuple(int(n) for n in clients[0].train.rows(0, 1)[0].shape[1:])
         return user_model_factory(scenario, spec, seeds.child("model"), shape, n_classes)
+    # picklable factories: a process-pool worker makes its own model from them
     if isinstance(spec, LogisticModelConfig):
         seed = seeds.child("model") if spec.init == "normal" else None
-        return lambda: LogisticRegression(n_features, n_classes, seed=seed)
+        return functools.partial(LogisticRegression, n_features, n_classes, seed=seed)
     if isinstance(spec, LinearModelConfig):
-        return lambda: LinearRegression(n_features, 1)
-    return _mlp_factory(spec, seeds.child("model"), n_features, n_classes)
+        return functools.partial(LinearRegression, n_features, 1)
+    return _MLPFactory(spec, seeds.child("model"), n_features, n_classes)
 
 
-def _mlp_factory(
-    spec: MLPModelConfig, seed: SeedTree, n_features: int, n_classes: int
-) -> Callable[[], Model]:
-    def make() -> Model:
+@dataclass(frozen=True, slots=True)
+class _MLPFactory:
+    spec: MLPModelConfig
+    seed: SeedTree
+    n_features: int
+    n_classes: int
+
+    def __call__(self) -> Model:
         import torch  # only torch scenarios pay for the import
 
         from simkit.training import TorchModel
 
+        spec = self.spec
         activations: dict[str, Callable[[], torch.nn.Module]] = {
             "relu": torch.nn.ReLU,
             "tanh": torch.nn.Tanh,
@@ -391,18 +407,16 @@ def _mlp_factory(
             "elu": torch.nn.ELU,
         }
         layers: list[torch.nn.Module] = []
-        width = n_features
+        width = self.n_features
         for hidden in spec.hidden:
             layers += [torch.nn.Linear(width, hidden), activations[spec.activation]()]
             if spec.dropout > 0:
                 layers.append(torch.nn.Dropout(spec.dropout))
             width = hidden
-        layers.append(torch.nn.Linear(width, n_classes))
+        layers.append(torch.nn.Linear(width, self.n_classes))
         module = torch.nn.Sequential(*layers)
         loss = torch.nn.CrossEntropyLoss()
-        return TorchModel(module, loss, seed=seed, num_threads=spec.num_threads)
-
-    return make
+        return TorchModel(module, loss, seed=self.seed, num_threads=spec.num_threads)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -501,7 +515,9 @@ def _check_actor_faults(scenario: Scenario, faults: FaultSchedule) -> None:
             )
 
 
-def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSchedule:
+def _faults(
+    scenario: Scenario, names: list[str], seeds: SeedTree, round_message: str
+) -> FaultSchedule:
     cfg = scenario.config
     faults: list[Fault] = []
     for i, table in enumerate(cfg.faults.events):
@@ -517,7 +533,8 @@ def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSched
         for name in chosen:
             if drop.when == "round":
                 r = int(rng.integers(1, cfg.rounds + 1))
-                trigger = Trigger(kind="deliver", dst=name, type=drop.message, count=r)
+                message = drop.message or round_message
+                trigger = Trigger(kind="deliver", dst=name, type=message, count=r)
                 faults.append(Crash(on=trigger, actor=name, mode=mode))
             else:
                 at = float(rng.uniform(drop.window[0], drop.window[1]))
@@ -532,7 +549,7 @@ def _faults(scenario: Scenario, names: list[str], seeds: SeedTree) -> FaultSched
             seeds.numpy("faults", "per_round"),
             rate=per_round.rate,
             rounds=cfg.rounds,
-            round_type=per_round.message,
+            round_type=per_round.message or round_message,
             mode="loud" if per_round.loud else "silent",
         )
     return schedule

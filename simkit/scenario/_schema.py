@@ -47,6 +47,7 @@ __all__ = [
     "DataConfig",
     "DigitsData",
     "DropoutConfig",
+    "ExecutionConfig",
     "FaultsConfig",
     "HeartbeatConfig",
     "LinearModelConfig",
@@ -326,7 +327,11 @@ class DropoutConfig(Table):
         default="round",
         description="round: on receiving a request of a random round; time: in window.",
     )
-    message: str = Field(default="TrainRequest", description="Request type counted when 'round'.")
+    message: str | None = Field(
+        default=None,
+        description="Request type counted when 'round' (default: the protocol's round "
+        "request, TrainRequest unless its plugin says otherwise).",
+    )
     window: list[NonNegFloat] = Field(
         default_factory=lambda: [0.0, 60.0], description="[start, end] seconds when 'time'."
     )
@@ -351,7 +356,9 @@ class PerRoundDropoutConfig(Table):
     """Each still-alive client drops with probability ``rate`` in each round."""
 
     rate: Probability = 0.0
-    message: str = "TrainRequest"
+    message: str | None = Field(
+        default=None, description="Request type of a round (default: the protocol's)."
+    )
     loud: bool = False
 
 
@@ -402,6 +409,15 @@ class RunConfig(Table):
     fail_fast: bool = Field(default=False, description="Stop the run when an actor raises.")
 
 
+class ExecutionConfig(Table):
+    """``[execution]``: where client compute runs (results are the same everywhere)."""
+
+    executor: Literal["inline", "process", "ray"] = Field(
+        default="inline", description="inline (this thread), process (a local pool) or ray."
+    )
+    workers: PosInt | None = Field(default=None, description="Workers (default: CPUs).")
+
+
 # ----------------------------------------------------------------------------- scenario
 
 
@@ -425,6 +441,7 @@ class ScenarioConfig(Table):
     faults: FaultsConfig = FaultsConfig()
     secagg: SecAggConfig = SecAggConfig()
     run: RunConfig = RunConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @field_validator("data", mode="before")
     @classmethod

@@ -262,10 +262,23 @@ VARIANTS: dict[str, Variant] = {
 """Each way a reply is broken (issue 14 lists 35 kinds; a few more here)."""
 
 
+def _poison(t: Tree) -> None:
+    t.updates["weight"] = 1e3  # claims many samples, and moves each weight by 1e3
+    for name, array in t.weights.items():
+        t.arrays[name] = np.full_like(array, 1e6)
+
+
 def craft(variant: str, round: int, weights: Weights) -> Crafted:
-    """The bytes of ``variant`` (``"honest"``: the unbroken reply) for ``round``."""
+    """The bytes of ``variant`` for ``round``.
+
+    ``"honest"``: the unbroken reply (a zero update); ``"poison"``: a
+    well-formed reply whose update is huge (what robust aggregators resist).
+    """
     tree = Tree(round, weights)
     if variant == "honest":
+        return tree.crafted()
+    if variant == "poison":
+        _poison(tree)
         return tree.crafted()
     made = VARIANTS[variant](tree)
     return made if made is not None else tree.crafted()

@@ -25,7 +25,8 @@ from hypothesis.stateful import (
 
 from protocols.fedavg import FedAvgCore, FedAvgOptions
 from protocols.fedavg._machine import FedAvgMachine
-from protocols.messages import TrainRequest
+from protocols.messages import EvaluationRequest, TrainRequest
+from protocols.secagg import SecAggSettings, SecureSumOutcome
 from simkit.actors import Received
 from simkit.driver import (
     Broadcast,
@@ -47,7 +48,7 @@ from simkit.messages import SerializedMessage
 from simkit.protocol import ScenarioSetup
 from simkit.scenario import build, load_scenario
 
-from .hostile import VARIANTS, Crafted, craft, encode
+from .hostile import VARIANTS, Crafted, Obj, craft, encode
 
 CLIENTS = 4
 SCENARIO: dict[str, Any] = {
@@ -68,9 +69,10 @@ def setup() -> ScenarioSetup:
     return _SETUP[0]
 
 
-def machine(**options: Any) -> FedAvgMachine:
+def machine(secagg: SecAggSettings | None = None, **options: Any) -> FedAvgMachine:
     table = {"round_timeout": 10.0, "eval_every": 0, **options}
-    return FedAvgMachine(FedAvgCore(setup(), FedAvgOptions.from_table(table, "t")))
+    core = FedAvgCore(setup(), FedAvgOptions.from_table(table, "t"))
+    return FedAvgMachine(core, secagg=secagg)
 
 
 def _run_call(call: Call) -> object:
@@ -98,6 +100,10 @@ class Harness:
         self.deadline = 0.0
         self.logs: list[str] = []
         self.stopped = False
+        self.calls: dict[str, Any] = {}  # Call.what -> how the harness answers it
+        self.called: list[str] = []
+        self.unreachable: set[str] = set()  # broadcasts miss these (they left meanwhile)
+        self.sent: list[Broadcast] = []
 
     def run(self) -> None:
         """Perform commands until the machine waits for replies or stops."""
@@ -127,21 +133,26 @@ class Harness:
         if isinstance(command, Broadcast):
             return self.broadcast(command)
         if isinstance(command, Call):
-            return _run_call(command)
+            self.called.append(command.what)
+            answer = self.calls.get(command.what)
+            return _run_call(command) if answer is None else answer(command)
         raise AssertionError(f"unexpected command {command!r}")
 
     def broadcast(self, command: Broadcast) -> Sent:
         msg = command.message
-        failed = tuple(sorted(p for p in command.peers if p not in self.session))
+        self.sent.append(command)
+        missed = self.unreachable
+        failed = tuple(sorted(p for p in command.peers if p not in self.session or p in missed))
         for peer in command.peers:
-            if peer in failed or not isinstance(msg, TrainRequest):
+            if peer in failed or not isinstance(msg, TrainRequest | EvaluationRequest):
                 continue
             held = self.holds.get(peer)
             if msg.weights is None:  # the machine's claim: this session holds that version
                 assert held == (self.session[peer], msg.version), (peer, held, msg.version)
             else:
                 self.holds[peer] = (self.session[peer], msg.version)
-            self.requests[peer] = msg
+            if isinstance(msg, TrainRequest):
+                self.requests[peer] = msg
         return Sent(msg, failed)
 
     def feed(self, replies: list[Received], gone: tuple[str, ...] = ()) -> None:
@@ -163,11 +174,27 @@ def reply(h: Harness, client: str, variant: str = "honest", round: int | None = 
     return received(client, craft(variant, request.round if round is None else round, weights))
 
 
-def start(**options: Any) -> Harness:
-    m = machine(**options)
+def start(secagg: SecAggSettings | None = None, **options: Any) -> Harness:
+    m = machine(secagg=secagg, **options)
     h = Harness(m, m.core.setup.client_names)
     h.run()
     return h
+
+
+def done(h: Harness, client: str) -> Received:
+    """A TrainDone of ``client``'s request (secure rounds)."""
+    r = h.requests[client].round
+    loss = Obj("training.MeanState", {"total": 0.5, "count": 1.0})
+    effort = Obj("training.Effort", {"n_epoch": 1, "n_steps": 1, "n_samples": 8, "t_spent": 0.0})
+    crafted = encode({"round": r, "metrics": {"loss": loss}, "effort": effort}, "TrainDone")
+    return received(client, crafted)
+
+
+def evaluation(client: str, r: int, total: float) -> Received:
+    loss = Obj("training.MeanState", {"total": total, "count": 1.0})
+    effort = Obj("training.Effort", {"n_epoch": 1, "n_steps": 1, "n_samples": 8, "t_spent": 0.0})
+    result = Obj("training.EvalResult", {"round": r, "metrics": {"loss": loss}, "effort": effort})
+    return received(client, encode({"round": r, "result": result}, "EvaluationReply"))
 
 
 # ----------------------------------------------------------------------------- examples
@@ -271,6 +298,86 @@ def test_an_error_of_this_round_fails_its_client() -> None:
     h.feed([received(names[0], error)] + [reply(h, c) for c in names[1:]])
     assert h.m.core.records[-1].failed == (names[0],)
     assert f"{names[0]} failed round 1 (train): ValueError: x" in h.logs
+
+
+def test_a_fraction_samples_a_seeded_subset() -> None:
+    first, again = start(fraction=0.5), start(fraction=0.5)
+    assert len(first.waiting()) == 2
+    assert first.waiting() == again.waiting()
+    assert set(first.requests) == set(first.waiting())  # only the sampled are asked
+
+
+def test_too_few_clients_wait_for_joins_then_abort_the_round() -> None:
+    m = machine(min_clients=2, join_timeout=5.0)
+    h = Harness(m, ["c000"])  # one client connected
+    h.run()
+    record = m.core.records[0]
+    assert record.aborted
+    assert record.reason == "1 clients connected < min_clients 2"
+    assert record.sampled == ()
+    assert len(m.core.records) == SCENARIO["rounds"]  # every round aborts the same way
+    assert h.stopped
+
+
+def test_replies_left_from_earlier_rounds_are_drained_and_counted_late() -> None:
+    h = start()
+    names = h.waiting()
+    h.mailbox = [reply(h, names[0])]  # a stray reply waiting when round 2 starts
+    h.feed([reply(h, c) for c in names])
+    h.feed([reply(h, c) for c in h.waiting()])
+    assert h.m.core.records[1].late == 1
+
+
+def test_a_client_the_request_misses_is_failed_and_not_awaited() -> None:
+    m = machine()
+    h = Harness(m, m.core.setup.client_names)
+    h.unreachable = {"c001"}
+    h.run()
+    assert "c001" not in h.waiting()
+    h.feed([reply(h, c) for c in h.waiting()])
+    assert h.m.core.records[0].failed == ("c001",)
+    assert "c001" not in h.m.holds  # it holds nothing the server knows of
+
+
+def test_federated_evaluation_asks_those_that_trained() -> None:
+    h = start(evaluate="clients", eval_every=1)
+    names = h.waiting()
+    h.feed([reply(h, c) for c in names[:3]], (names[3],))
+    assert isinstance(h.sent[-1].message, EvaluationRequest)
+    assert h.sent[-1].peers == names[:3]
+    h.feed([evaluation(c, 1, total) for c, total in zip(names[:3], (0.1, 0.2, 0.3), strict=True)])
+    record = h.m.core.records[0]
+    assert record.eval_loss == pytest.approx(0.2)
+    assert record.replied == names[:3]
+
+
+def test_early_stopping_ends_the_run_with_its_reason() -> None:
+    h = start(patience=1, stop_metric="loss")
+    for _ in range(2):
+        h.feed([reply(h, c) for c in h.waiting()])
+    assert h.stopped
+    assert len(h.m.core.records) == 2
+    assert h.m.core.stopped.startswith("early stopping: loss did not improve")
+    assert h.logs[-1] == h.m.core.stopped
+
+
+def test_a_secure_round_releases_late_trainers_and_sums_the_cohort() -> None:
+    secagg = SecAggSettings.from_table({"mode": "secagg"}, "t")
+    assert secagg is not None
+    h = start(secagg)
+    h.calls["release"] = lambda call: None
+    h.calls["secure sum"] = lambda call: SecureSumOutcome(
+        1, None, None, reason="too few shares", aborted_in="setup"
+    )
+    names = h.waiting()
+    h.feed([done(h, c) for c in names[:3]])
+    h.now = h.deadline
+    h.feed([], names[3:])  # the fourth trained too late, but is still connected
+    assert h.called[:2] == ["release", "secure sum"]
+    record = h.m.core.records[0]
+    assert record.aborted
+    assert record.reason == "secure aggregation aborted in setup: too few shares"
+    assert set(record.failed) == set(names)
 
 
 # ----------------------------------------------------------------------------- state machine

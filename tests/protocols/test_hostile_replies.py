@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from protocols.fedavg import PLUGIN as FEDAVG
 from protocols.fedavg import FedAvgCore, FedAvgOptions
 from protocols.fedbuff import PLUGIN as FEDBUFF
+from protocols.fedbuff import FedBuffCore, FedBuffOptions
+from protocols.fedbuff._core import Job
 from protocols.messages import Error, TrainReply, expect_train
 from simkit.actors import Received
 from simkit.codec import DecodeError
@@ -393,6 +395,39 @@ def _shared_core() -> FedAvgCore:
 @given(malformed())
 def test_generated_malformed_replies_never_escape(crafted: Crafted) -> None:
     _check_generated(crafted, _shared_core())
+
+
+_BUFFERED: list[FedBuffCore] = []
+
+
+def _check_generated_fedbuff(crafted: Crafted) -> None:
+    """FedBuff: what passes the check, its core buffers and applies (K = 1)."""
+    if not _BUFFERED:
+        table = quickstart({"name": "fedbuff", "buffer_size": 1})
+        setup = build(load_scenario(table)).setup
+        _BUFFERED.append(FedBuffCore(setup, FedBuffOptions.from_table({"buffer_size": 1}, "x")))
+    core = _BUFFERED[0]
+    core.jobs[HOSTILE] = Job(session=1, round=3, base=core.version)
+    got = check_reply(received(crafted), expect_train(3, core.weights, {}))
+    if isinstance(got, Bad):
+        assert "unexpectedly" not in got.reason, got.reason
+    elif isinstance(got, TrainReply):
+        core.on_reply(HOSTILE, got, 0.0)
+        assert all(np.isfinite(a).all() for a in core.weights.values())
+    core.jobs.pop(HOSTILE, None)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(malformed())
+def test_generated_malformed_replies_never_escape_fedbuff(crafted: Crafted) -> None:
+    _check_generated_fedbuff(crafted)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(malformed())
+def test_generated_malformed_replies_never_escape_fedbuff_many(crafted: Crafted) -> None:
+    _check_generated_fedbuff(crafted)
 
 
 @pytest.mark.slow

@@ -186,3 +186,19 @@ def test_checkpoints_need_a_protocol_that_supports_them(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == f"simkit: error: {option}: protocol {FAKE!r} does not support checkpoints"
     assert len(PLUGIN.built) == built  # refused before anything was built
+
+
+class RoundPlugin(type(PLUGIN)):  # type: ignore[misc]
+    """The fake protocol, saying which request starts a client's round."""
+
+    round_message = "fake.Train"
+
+
+def test_a_dropout_fraction_counts_the_plugins_round_request() -> None:
+    data = scenario(faults={"dropout": {"fraction": 0.67}}, rounds=3)
+    data["clients"] = {"count": 3}
+    dropping = run_scenario(data, plugin=RoundPlugin())
+    assert len(dropping.dropped) == 2
+    assert dropping.unfired_faults == []
+    per_round = run_scenario(scenario(faults={"per_round": {"rate": 1.0}}), plugin=RoundPlugin())
+    assert per_round.dropped == ["c000", "c001", "c002"]

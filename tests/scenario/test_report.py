@@ -193,3 +193,15 @@ def test_cli_table_gives_abort_reasons_and_late() -> None:
     assert "late" in text
     assert "123.45 s" in text  # the time column does not wrap at 80 columns
     assert "round 2 aborted: 0 replies < 1" in text
+
+
+def test_replies_carry_client_time_and_staleness() -> None:
+    from simkit.report._activity import replies
+
+    trace = Trace()
+    trace.record(0.0, "send", "server", "a", "TrainRequest", 1, "1")
+    trace.record(2.0, "deliver", "a", "server", "TrainReply", 1, "2")
+    rounds = [RoundRecord(1, (), (), (), t_start=0.0, t_end=1.0)]
+    assert replies(trace.events, [*rounds, RoundRecord(2, (), (), (), 0, t_end=3.0)]) == [
+        ("a", 2.0, 1)
+    ]

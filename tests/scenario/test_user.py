@@ -19,7 +19,7 @@ pytest.importorskip("sklearn")
 ROOT = Path(__file__).resolve().parents[2]
 
 CNN = {
-    "name": "cnn",
+    "name": "cnn_digits",
     "rounds": 3,
     "protocol": {"name": "fedavg"},
     "clients": {"count": 5},
@@ -32,6 +32,9 @@ CNN = {
     "training": {"batch_size": 32, "n_epoch": 1},
     "optimizer": {"client": {"kind": "adam", "lr": 0.01}},
 }
+
+
+CNN_FILE = ROOT / "tests" / "fixtures" / "cnn_digits.toml"
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +52,9 @@ def with_(**changes: Any) -> dict[str, Any]:
 
 def test_a_user_cnn_trains_on_digits_as_8x8_images() -> None:
     pytest.importorskip("protocols.fedavg")
+    assert load_scenario(CNN_FILE).config == load_scenario(CNN).config  # the same scenario
     state = torch.random.get_rng_state()
-    result = run_scenario(CNN)
+    result = run_scenario(CNN_FILE)
     assert torch.equal(torch.random.get_rng_state(), state)  # global torch RNG untouched
     conv = result.weights.to_dict()["1.weight"]
     assert conv.shape == (4, 1, 3, 3)  # a real convolution over 8x8 images

@@ -1,0 +1,158 @@
+"""FedAvg's Strategy API and client mods, selected from the ``[protocol]`` table."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from protocols.fedavg import PLUGIN as FEDAVG
+from protocols.fedavg import FedAvgOptions
+from protocols.fedavg._strategy import Clip, GaussianNoise, Strategy, load_mods
+from protocols.fedbuff import FedBuffOptions
+from protocols.messages import TrainRequest
+from simkit.runner import RunResult, run_scenario
+from simkit.training import Weights
+
+from .hostile import HostilePlugin
+
+QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.toml"
+
+
+def quickstart(**protocol: Any) -> dict[str, Any]:
+    with QUICKSTART.open("rb") as handle:
+        table = tomllib.load(handle)
+    table["protocol"] = {**table["protocol"], **protocol}
+    return table
+
+
+def flat(result: RunResult) -> np.ndarray:
+    return np.concatenate([a.ravel() for a in result.weights.values()])
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        (
+            {"strategy": {"kind": "nope"}},
+            "protocol.strategy.kind: unknown 'nope' (built in: dp-fedavg, fedavg, krum",
+        ),
+        ({"strategy": {"kind": "krum", "byzantine": -1}}, "protocol.strategy.byzantine: "),
+        ({"strategy": {"kind": "krum", "typo": 1}}, "protocol.strategy.typo: Extra inputs"),
+        ({"strategy": "krum"}, "protocol.strategy: must be a table with a 'kind'"),
+        ({"strategy": {"kind": "simkit.training:Weights"}}, "is not a Strategy"),
+        ({"strategy": {"kind": "no.such.module:X"}}, "protocol.strategy.kind: cannot load"),
+        ({"mods": [{"kind": "clip", "max_norm": 0}]}, "protocol.mods[0].max_norm: "),
+        ({"mods": [{"kind": "clip", "max_norm": 1}, {"kind": "x"}]}, "protocol.mods[1].kind"),
+        ({"mods": {"kind": "clip"}}, "protocol.mods: must be a list of tables"),
+    ],
+)
+def test_strategy_and_mod_errors_are_one_line_naming_the_key(
+    table: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^x\.toml: ") as info:
+        FedAvgOptions.from_table(table, "x.toml")
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_plain_strategy_is_the_default_and_changes_nothing() -> None:
+    plain = run_scenario(QUICKSTART).summary()
+    named = run_scenario(quickstart(strategy={"kind": "fedavg"})).summary()
+    assert (named["trace_digest"], named["weights_digest"]) == (
+        plain["trace_digest"],
+        plain["weights_digest"],
+    )
+
+
+def test_clip_bounds_the_norm_and_noise_is_seeded() -> None:
+    update = Weights({"a": np.full(4, 3.0), "b": np.full(2, 4.0)})
+    clipped = Clip(Clip.Options(max_norm=1.0))(update, np.random.default_rng(0))
+    norm = np.sqrt(sum(float((a**2).sum()) for a in clipped.values()))
+    assert norm == pytest.approx(1.0)
+    small = Weights({"a": np.full(4, 0.1)})
+    assert Clip(Clip.Options(max_norm=1.0))(small, np.random.default_rng(0)) is small
+    noise = GaussianNoise(GaussianNoise.Options(std=0.5))
+    one = noise(update, np.random.default_rng(3))
+    two = noise(update, np.random.default_rng(3))
+    assert np.array_equal(one["a"], two["a"])
+    assert not np.array_equal(one["a"], update["a"])
+    assert [type(m) for m in load_mods([{"kind": "clip", "max_norm": 2.0}])] == [Clip]
+
+
+def test_client_mods_change_the_run_deterministically() -> None:
+    mods = [{"kind": "clip", "max_norm": 0.05}, {"kind": "gaussian", "std": 0.001}]
+    plain = run_scenario(QUICKSTART)
+    first = run_scenario(quickstart(mods=mods))
+    again = run_scenario(quickstart(mods=mods))
+    assert first.rounds_completed == 5
+    assert first.summary()["weights_digest"] == again.summary()["weights_digest"]
+    assert first.summary()["weights_digest"] != plain.summary()["weights_digest"]
+    # each round moves the model by at most the clip norm (plus the noise)
+    assert np.linalg.norm(flat(first)) < np.linalg.norm(flat(plain))
+
+
+def test_krum_resists_a_poisoning_client_that_moves_plain_fedavg() -> None:
+    poison = {"c009": ["poison"]}
+    plain = run_scenario(QUICKSTART, plugin=HostilePlugin(FEDAVG, poison))
+    krum = run_scenario(
+        quickstart(strategy={"kind": "krum", "byzantine": 1}), plugin=HostilePlugin(FEDAVG, poison)
+    )
+    honest = run_scenario(QUICKSTART)
+    assert all(len(r.replied) == 10 for r in krum.rounds)  # well formed: it takes part
+    assert np.abs(flat(plain)).max() > 10  # one client's 1e3 moves the mean
+    assert np.abs(flat(krum)).max() < 10
+    assert np.abs(flat(krum) - flat(honest)).max() < np.abs(flat(plain) - flat(honest)).max()
+
+
+def test_dp_fedavg_adds_seeded_noise() -> None:
+    table = quickstart(strategy={"kind": "dp-fedavg", "clip_norm": 0.5, "noise_multiplier": 1.0})
+    first, again = run_scenario(table), run_scenario(table)
+    assert first.rounds_completed == 5
+    assert first.summary()["weights_digest"] == again.summary()["weights_digest"]
+    quiet = run_scenario(
+        quickstart(strategy={"kind": "dp-fedavg", "clip_norm": 0.5, "noise_multiplier": 0.0})
+    )
+    assert first.summary()["weights_digest"] != quiet.summary()["weights_digest"]
+
+
+class OneStep(Strategy):
+    """Per-client configuration: c000 trains one step, the others as asked."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seen: dict[tuple[int, int], TrainRequest] = {}
+
+    def configure(self, round: int, client: str, request: TrainRequest) -> TrainRequest:
+        if client != "c000":
+            return request
+        key = (round, id(request))
+        if key not in self.seen:
+            self.seen[key] = dataclasses.replace(request, n_epoch=None, n_steps=1)
+        return self.seen[key]
+
+
+def test_a_strategy_configures_each_client_and_samples_the_cohort() -> None:
+    table = quickstart(strategy={"kind": f"{__name__}:OneStep"})
+    result = run_scenario(table)
+    assert result.rounds_completed == 5
+    sends = [e for e in result.trace.events if e.kind == "send" and e.type == "TrainRequest"]
+    assert len(sends) == 5 * 10  # every client asked every round, c000 in a group of its own
+    plain = run_scenario(QUICKSTART)
+    assert result.summary()["weights_digest"] != plain.summary()["weights_digest"]
+
+
+def test_fedbuff_takes_the_same_client_mods() -> None:
+    table = quickstart()
+    table["protocol"] = {"name": "fedbuff", "buffer_size": 3}
+    plain = run_scenario(table)
+    table["protocol"]["mods"] = [{"kind": "clip", "max_norm": 0.05}]
+    clipped = run_scenario(table)
+    assert clipped.rounds_completed == 5
+    assert clipped.summary()["weights_digest"] != plain.summary()["weights_digest"]
+    with pytest.raises(ValueError, match=r"^x\.toml: protocol\.mods\[0\]\.max_norm: "):
+        FedBuffOptions.from_table({"mods": [{"kind": "clip", "max_norm": -1}]}, "x.toml")
