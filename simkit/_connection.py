@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from simkit._session import (
     Broken,
@@ -31,8 +31,9 @@ from simkit._session import (
     Transmit,
     Violation,
 )
+from simkit._waiting import Wake
 from simkit.channels import BrokenChannel, Channel, ChannelClosed, ConnectError
-from simkit.messages import ActionMessage, SerializedMessage
+from simkit.messages import ActionMessage, Send, SerializedMessage
 
 __all__ = ["Connection", "Owner", "Rejected"]
 
@@ -49,7 +50,7 @@ class Rejected(ConnectError):
 class Owner(Protocol):
     """What a connection needs of the actor context that owns it."""
 
-    def _now(self) -> float: ...
+    _now: Callable[[], float]  # the current time
 
     def _call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle: ...
 
@@ -67,16 +68,17 @@ class Owner(Protocol):
 class Connection:
     """One connection of one actor: a channel, its session, its timer."""
 
-    __slots__ = ("_timer", "channel", "joined", "number", "owner", "session")
+    __slots__ = ("_now", "_timer", "channel", "joined", "number", "owner", "session")
 
     def __init__(self, owner: Owner, channel: Channel, session: Session) -> None:
         self.owner = owner
+        self._now = owner._now
         self.channel = channel
         self.session = session
         self._timer: asyncio.TimerHandle | None = None
         self.number = 0  # the owner numbers each open session (Context.session)
-        #: A connecting side's outcome: ``None`` (accepted) or the error.
-        self.joined: asyncio.Future[ConnectError | None] | None = None
+        #: Fired with a connecting side's outcome: ``None`` (accepted) or the error.
+        self.joined: Wake | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.owner}->{self.session.peer} {self.session.state.name}>"
@@ -100,7 +102,7 @@ class Connection:
     def send(self, msg: ActionMessage) -> int:
         """Send an action message (``Join``); any send is a sign of life."""
         nbytes = self.channel.send_nowait(msg)
-        self.session.sent(self.owner._now())
+        self.session.sent(self._now())
         return nbytes
 
     def send_encoded(self, body: bytes, type_name: str) -> int:
@@ -111,19 +113,24 @@ class Connection:
             BrokenChannel: The other end went away.
         """
         nbytes = self.channel.send_encoded(body, type_name)
-        self.session.sent(self.owner._now())
+        self.session.monitor.sent(self._now())
         return nbytes
 
     # -- events in ---------------------------------------------------------------------
 
     def _on_message(self, msg: ActionMessage) -> None:
-        self._feed(msg)
+        now = self._now()
+        if self.session.data(msg, now):  # most messages: skip building the effects
+            payload = cast("Send", msg).payload  # a received Send's is a SerializedMessage
+            self.owner._deliver(self.session.peer, cast("SerializedMessage", payload))
+        else:
+            self._apply(self.session.receive(msg, now))
 
     def _on_close(self, reason: str) -> None:
         self._feed(Closed(reason))
 
     def _feed(self, event: Event) -> None:
-        self._apply(self.session.receive(event, self.owner._now()))
+        self._apply(self.session.receive(event, self._now()))
 
     def close(self, reason: str, *, word: bool = False) -> None:
         """End the connection (saying ``Drop(reason)`` first if ``word`` and open)."""
@@ -157,11 +164,11 @@ class Connection:
     def _apply(self, effects: list[Effect]) -> None:
         owner = self.owner
         for effect in effects:
-            if isinstance(effect, Transmit):
+            if type(effect) is Deliver:  # the common case first
+                owner._deliver(self.session.peer, effect.payload)
+            elif isinstance(effect, Transmit):
                 if not self._transmit(effect):
                     return  # the session was told and has moved on
-            elif isinstance(effect, Deliver):
-                owner._deliver(self.peer, effect.payload)
             elif isinstance(effect, Opened):
                 owner._add_peer(self)
                 self._settle(None)
@@ -174,7 +181,7 @@ class Connection:
             elif isinstance(effect, Ended):
                 owner._drop_pending(self)
                 self._shut(effect.reason)
-            else:
+            elif isinstance(effect, JoinFailed):
                 self._settle(_join_error(effect))
 
     def _transmit(self, effect: Transmit) -> bool:
@@ -187,8 +194,8 @@ class Connection:
         return True
 
     def _settle(self, outcome: ConnectError | None) -> None:
-        if self.joined is not None and not self.joined.done():
-            self.joined.set_result(outcome)
+        if self.joined is not None and self.joined.open:
+            self.joined.fire(outcome)
 
     def _shut(self, reason: str) -> None:
         if self._timer is not None:

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simkit.actors import Received
+    from simkit._inbox import Received
 
 __all__ = ["Mailbox"]
 
@@ -73,13 +73,22 @@ class Mailbox:
         share = self._held.get(item.src)
         if share is None:
             share = self._held[item.src] = _Share()
-        share.add(item.message.nbytes)
-        return not share.over(self.max_messages, self.max_bytes)
+        share.messages += 1
+        share.nbytes += item.message.nbytes
+        return share.messages <= 1 or (
+            share.messages <= self.max_messages and share.nbytes <= self.max_bytes
+        )
 
     def take(
         self, types: frozenset[str] | None, sources: AbstractSet[str] | None
     ) -> Received | None:
         """Remove and return the oldest item matching ``types`` and ``sources``."""
+        if types is None and sources is None:
+            if not self.items:
+                return None
+            item = self.items.popleft()
+            self._forget(item)
+            return item
         for i, item in enumerate(self.items):
             if (types is None or item.message.type in types) and (
                 sources is None or item.src in sources
@@ -131,14 +140,16 @@ class Mailbox:
         self._departed = _Share()
 
     def _forget(self, item: Received) -> None:
-        share = self._held[item.src]
-        nbytes = item.message.nbytes
-        share.add(nbytes, -1)
-        if item.src in self._gone:
-            self._departed.add(nbytes, -1)
+        src = item.src
+        share = self._held[src]
+        share.messages -= 1
+        share.nbytes -= item.message.nbytes
+        if self._gone and src in self._gone:
+            self._departed.add(item.message.nbytes, -1)
+            if share.messages == 0:
+                self._gone.discard(src)
         if share.messages == 0:
-            del self._held[item.src]
-            self._gone.discard(item.src)
+            del self._held[src]
 
     def _trim_departed(self) -> None:
         """Discard the oldest messages of departed peers until they fit one share."""

@@ -207,6 +207,7 @@ class JoinPolicy:
 # ----------------------------------------------------------------------------- the table
 
 S = SessionState
+_OPEN = SessionState.OPEN  # module constants: enum attribute access is slow on hot paths
 
 #: ``(state, event kind) -> (next state, action)``: every transition, in one place.
 #: Kinds: ``join``/``join-refused`` (a Join, judged by the policy), ``accept``,
@@ -298,6 +299,19 @@ class Session:
         self.state, action = step
         act: Callable[[Event, float], list[Effect]] = getattr(self, "_" + action)
         return act(event, now)
+
+    def data(self, event: Event, now: float) -> bool:
+        """The hot row of the table, ``(OPEN, send) -> (OPEN, deliver)``, without effects.
+
+        Returns:
+            Whether ``event`` is a ``Send`` on an open session, to deliver as
+            :meth:`receive` would (``Deliver(event.payload)``); if not, the
+            driver calls :meth:`receive`.
+        """
+        if type(event) is Send and self.state is _OPEN:
+            self.monitor.last_heard = now
+            return True
+        return False
 
     def sent(self, now: float) -> None:
         """The driver sent something to the peer (any message counts as life)."""

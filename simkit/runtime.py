@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import contextvars
 import gc
-import heapq
 import itertools
 import selectors
 import time
@@ -34,6 +33,8 @@ from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 
+from simkit import _asyncio_timers as _timers
+from simkit.clock import VirtualTime
 from simkit.executor import Executor as SimExecutor
 from simkit.executor import deliver
 from simkit.rng import SeedTree
@@ -67,41 +68,6 @@ class SimulationDeadlock(SimulationError):
 
 class VirtualTimeLimitExceeded(SimulationError):
     """The next event lies beyond the run's ``max_time`` bound."""
-
-
-class _SeqTimerHandle(asyncio.TimerHandle):
-    """A timer ordered by (time, sequence), so equal-time timers fire FIFO."""
-
-    __slots__ = ("_seq",)
-
-    def __init__(
-        self,
-        when: float,
-        seq: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: contextvars.Context | None,
-    ) -> None:
-        super().__init__(when, callback, args, loop, context)
-        self._seq = seq
-
-    # The heap holds only these handles (every timer goes through call_at), so the
-    # comparisons skip type checks: they run ~log2(n) times per timer.
-    def __lt__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        mine, theirs = self._when, other._when  # type: ignore[attr-defined]
-        return bool(mine < theirs or (mine == theirs and self._seq < other._seq))
-
-    def __le__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return not other < self
-
-    def __gt__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return other < self
-
-    def __ge__(self, other: _SeqTimerHandle) -> bool:  # type: ignore[override]
-        return not self < other
-
-    __hash__ = asyncio.TimerHandle.__hash__
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -163,7 +129,7 @@ class RealTimeEventLoop(asyncio.SelectorEventLoop):
         return time.monotonic() - self._t0
 
 
-class VirtualEventLoop(asyncio.SelectorEventLoop):
+class VirtualEventLoop(VirtualTime, asyncio.SelectorEventLoop):
     """An asyncio event loop on a virtual clock.
 
     Args:
@@ -186,7 +152,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         #: handed a result over (set by :func:`simkit.executor.deliver`).
         self.outside_hook: Callable[[], bool] | None = None
         super().__init__(_VirtualSelector(self))
-        self._clock_resolution = 1e-9
+        _timers.fine_resolution(self)
 
     def time(self) -> float:
         """The virtual time, in seconds."""
@@ -200,10 +166,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """Schedule ``callback`` at virtual time ``when`` (FIFO among equal times)."""
-        self._check_closed()  # type: ignore[attr-defined]
-        timer = _SeqTimerHandle(when, next(self._timer_seq), callback, args, self, context)
-        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
-        timer._scheduled = True  # type: ignore[attr-defined]
+        timer = _timers.SeqTimerHandle(when, next(self._timer_seq), callback, args, self, context)
+        _timers.push(self, timer)
         return timer
 
     def run_in_executor(
@@ -227,8 +191,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._outside_pending -= 1
 
     def _advance_to_next_timer(self, timeout: float) -> None:
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        target = scheduled[0].when() if scheduled else self._vtime + timeout
+        due = _timers.next_due(self)
+        target = due if due is not None else self._vtime + timeout
         if self.max_time is not None and target > self.max_time:
             self._fail(
                 VirtualTimeLimitExceeded(

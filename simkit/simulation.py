@@ -20,22 +20,15 @@ import anyio
 import anyio.abc
 
 from simkit._errors import error_line, error_traceback
+from simkit._injector import FaultInjector
 from simkit._threads import call_blocking, call_in_thread
 from simkit.actors import PEER_QUEUE_BYTES, PEER_QUEUE_MESSAGES, Actor, Context
-from simkit.channels import MemoryNetwork, NetworkModel, RealTimeOnly, TcpTransport, Transport
+from simkit.channels import MemoryNetwork, NetworkModel, TcpTransport, Transport
+from simkit.clock import Clock
 from simkit.codec import DEFAULT_MAX_BODY
 from simkit.faults import (
-    Crash,
-    Degrade,
     Fault,
     FaultSchedule,
-    Heal,
-    Partition,
-    Restart,
-    Restore,
-    Slowdown,
-    Trigger,
-    fault_kind,
 )
 from simkit.heartbeat import HeartbeatConfig
 from simkit.rng import SeedTree
@@ -162,10 +155,7 @@ class Simulation:
         self._done: anyio.Event | None = None
         self._origin = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._trigger_counts: list[int] = []
-        self._triggered: list[tuple[Trigger, Fault]] = []
-        self._trigger_index: dict[tuple[str, str | None], dict[str | None, list[int]]] = {}
-        self._pending_restarts: dict[str, int] = {}
+        self._injector = FaultInjector(self.faults, self)
         self._failure: BaseException | None = None
         self._unfinished: set[str] = set()  # non-daemon actors not yet done
         self._has_main = False
@@ -254,17 +244,14 @@ class Simulation:
             self._origin = current_run().origin
         except RuntimeError:
             self._origin = loop.time()
+        self.transport.bind_clock(Clock(loop))  # TCP refuses virtual time here
         if isinstance(loop, VirtualEventLoop):
-            if isinstance(self.transport, TcpTransport):
-                raise RealTimeOnly(
-                    "a TCP transport needs real time: run with mode='real' "
-                    "(virtual mode does no real I/O; DESIGN.md determinism rule 1)"
-                )
             loop.describe_blocked = self._describe_blocked
         self._done = anyio.Event()
         self._unfinished = {name for name, spec in self._specs.items() if not spec.daemon}
         self._has_main = bool(self._unfinished)
-        self._arm_faults()
+        self._injector = FaultInjector(self.faults, self)  # the schedule as it is now
+        self._injector.arm(loop, self._origin)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             for name in self._specs:
@@ -284,18 +271,8 @@ class Simulation:
             list(self._errors),
             actors,
             list(self._tracebacks),
-            self._unfired(),
+            self._injector.unfired(self.now()),
         )
-
-    def _unfired(self) -> list[Fault]:
-        """Faults that never applied: a trigger short of its count, a time not reached."""
-        end = self.now()
-        short = {
-            id(fault)
-            for (trigger, fault), seen in zip(self._triggered, self._trigger_counts, strict=True)
-            if seen < trigger.count
-        }
-        return [f for f in self.faults if id(f) in short or (f.at is not None and f.at > end)]
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -358,7 +335,7 @@ class Simulation:
 
     def _settle(self, spec: _Spec) -> None:
         """Book an actor's end: finished unless it runs or will restart."""
-        if not spec.daemon and not spec.running and not self._pending_restarts.get(spec.name):
+        if not spec.daemon and not spec.running and not self._injector.restart_pending(spec.name):
             self._unfinished.discard(spec.name)
         self._check_done()
 
@@ -376,83 +353,19 @@ class Simulation:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def _arm_faults(self) -> None:
-        assert self._loop is not None
-        for fault in self.faults:
-            if isinstance(fault, Restart) and fault.at is not None:
-                self._pending_restarts[fault.actor] = self._pending_restarts.get(fault.actor, 0) + 1
-            if fault.at is not None:
-                self._loop.call_at(self._origin + fault.at, self._apply_timed, fault)
-            else:
-                assert fault.on is not None
-                on = fault.on
-                by_dst = self._trigger_index.setdefault((on.kind, on.type), {})
-                by_dst.setdefault(on.dst, []).append(len(self._triggered))
-                self._triggered.append((on, fault))
-                self._trigger_counts.append(0)
-        if self._triggered:
-            self.trace.add_listener(self._on_event)
-
-    def _apply_timed(self, fault: Fault) -> None:
-        if isinstance(fault, Restart):
-            self._pending_restarts[fault.actor] -= 1
-        self.apply(fault)
-
-    def _on_event(
-        self, t: float, kind: str, src: str, dst: str, type_name: str, nbytes: int
-    ) -> None:
-        # Indexed by (kind, type) then dst, with None as the wildcard of each:
-        # a run with thousands of triggered faults stays linear in its events.
-        hits: list[int] = []
-        for key in ((kind, type_name), (kind, None)):
-            by_dst = self._trigger_index.get(key)
-            if by_dst is not None:
-                hits.extend(by_dst.get(dst, ()))
-                hits.extend(by_dst.get(None, ()))
-        if len(hits) > 1:
-            hits.sort()  # apply in schedule order, as listed
-        for i in hits:
-            trigger, fault = self._triggered[i]
-            if trigger.matches(kind, src, dst, type_name):
-                self._trigger_counts[i] += 1
-                if self._trigger_counts[i] == trigger.count:
-                    self.apply(fault)
-
     def apply(self, fault: Fault) -> None:
         """Apply one fault now (also usable directly from tests)."""
-        kind = fault_kind(fault)
-        if isinstance(fault, Crash):
-            self._record_fault(kind, fault.actor, fault.mode)
-            self.crash(fault.actor, loud=fault.mode == "loud")
-        elif isinstance(fault, Restart):
-            self._record_fault(kind, fault.actor, "")
-            self.restart(fault.actor)
-        elif isinstance(fault, Partition):
-            a, b = fault.groups
-            self._record_fault(kind, ",".join(a), "|".join(b))
-            self._memory().cut(a, b)
-        elif isinstance(fault, Heal):
-            self._record_fault(kind, "", "")
-            self._memory().heal()
-        elif isinstance(fault, Degrade):
-            self._record_fault(kind, fault.actor, repr(fault.changes()))
-            self._memory().degrade(fault.actor, **fault.changes())
-        elif isinstance(fault, Restore):
-            self._record_fault(kind, fault.actor, "")
-            self._memory().restore(fault.actor)
-        elif isinstance(fault, Slowdown):
-            self._record_fault(kind, fault.actor, f"x{fault.factor:g}")
-            spec = self._spec(fault.actor)
-            if spec.ctx is not None:
-                spec.ctx.speed = fault.factor
+        self._injector.apply(fault)
 
-    def _record_fault(self, kind: str, actor: str, info: str) -> None:
-        self.trace.record(self._t(), kind, actor, "", "", 0, "", info)
+    def slow_down(self, name: str, factor: float) -> None:
+        """Scale actor ``name``'s modelled compute by ``factor`` (a ``Slowdown`` fault).
 
-    def _memory(self) -> MemoryNetwork:
-        if not isinstance(self.transport, MemoryNetwork):
-            raise TypeError("network faults need the in-memory network")
-        return self.transport
+        Raises:
+            KeyError: No such actor.
+        """
+        spec = self._spec(name)
+        if spec.ctx is not None:
+            spec.ctx.speed = factor
 
     def _spec(self, name: str) -> _Spec:
         spec = self._specs.get(name)

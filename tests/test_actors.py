@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
 import pytest
 
 from simkit.actors import Actor, Context, PeerGone, Rejected
@@ -385,3 +386,69 @@ def test_wait_any_wakes_on_a_message_a_watched_peer_leaving_a_join_or_the_timeou
     ]
     assert times[:3] == pytest.approx([1.0, 2.0, 3.0], abs=0.05)
     assert times[3] == pytest.approx(times[2] + 6, abs=1e-6)  # nothing then: the timeout
+
+
+def test_send_and_broadcast_are_cancellation_points() -> None:
+    counts: dict[str, object] = {}
+
+    class Hasty(Actor):
+        name = "hasty"
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.connect("server")
+            sent = 0
+            with anyio.move_on_after(0) as scope:  # already expired
+                for i in range(10_000):
+                    await ctx.send("server", Note(i))
+                    sent += 1
+            counts["send"] = (sent, scope.cancelled_caught)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await ctx.broadcast(["server"], Note(1))
+                counts["broadcast"] = "sent"
+            counts["broadcast_cancelled"] = scope.cancelled_caught
+            counts["nowait"] = ctx.send_nowait("server", Note(-1)) > 0  # no checkpoint
+
+    sim = two_party()
+    sim.add(Hasty())
+    result = sim.run()
+    assert result.errors == []
+    assert counts == {"send": (0, True), "broadcast_cancelled": True, "nowait": True}
+
+
+def test_recv_timeout_is_a_cancel_scope_and_a_late_message_stays_queued() -> None:
+    got: list[object] = []
+
+    class Patient(Actor):
+        name = "patient"
+
+        async def run(self, ctx: Context) -> None:
+            ctx.listen()
+            await ctx.wait_for_peers(1)
+            try:
+                await ctx.recv(Note, timeout=1.0)
+            except TimeoutError as exc:
+                got.append(str(exc))
+            await ctx.sleep(5.0)
+            got.append(ctx.pending(Note))
+            with anyio.move_on_after(1.0):  # an outer scope ends an untimed recv too
+                await ctx.recv(Ack)
+            got.append(ctx.now())
+
+    class Late(Actor):
+        name = "late"
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.connect("patient")
+            await ctx.sleep(2.0)
+            await ctx.send("patient", Note(1))
+            await ctx.sleep(10.0)
+
+    sim = Simulation(seed=1)
+    sim.add(Patient())
+    sim.add(Late(), daemon=True)
+    result = sim.run()
+    assert result.errors == []
+    assert got[0] == "patient: no Note within 1 s"
+    assert got[1] == 1
+    assert got[2] == pytest.approx(7.0, abs=0.05)  # joined ~0, timed out at ~1, slept 5, 1

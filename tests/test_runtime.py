@@ -134,3 +134,33 @@ def test_seed_tree_is_available() -> None:
 
     assert run(main, seed=3) == run(main, seed=3)
     assert run(main, seed=3) != run(main, seed=4)
+
+
+def test_the_asyncio_timer_adapter_still_matches_asyncio() -> None:
+    """simkit._asyncio_timers is the one place that uses asyncio internals: check them."""
+    from simkit import _asyncio_timers
+    from simkit.clock import Clock
+    from simkit.runtime import VirtualEventLoop
+
+    loop = VirtualEventLoop()
+    try:
+        assert _asyncio_timers.next_due(loop) is None
+        fired: list[int] = []
+        for i in range(5):
+            loop.call_at(2.0, fired.append, i)
+        early = loop.call_at(1.0, fired.append, -1)
+        assert isinstance(early, _asyncio_timers.SeqTimerHandle)
+        assert _asyncio_timers.next_due(loop) == 1.0
+        clock = Clock(loop)
+        assert clock.virtual
+        assert clock.now() == 0.0
+        loop.run_until_complete(asyncio.sleep(3.0))
+        assert fired == [-1, 0, 1, 2, 3, 4]
+        assert loop.time() == 3.0
+    finally:
+        loop.close()
+    real = asyncio.new_event_loop()
+    try:
+        assert not Clock(real).virtual
+    finally:
+        real.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
+from simkit.clock import Clock
 from simkit.codec import DEFAULT_MAX_BODY
 from simkit.messages import ActionMessage, Send, encode_action
 
@@ -109,6 +110,15 @@ class Channel(abc.ABC):
             BrokenChannel: The other end went away.
         """
 
+    async def send_body(self, body: bytes, type_name: str) -> int:
+        """Like :meth:`send_encoded`, waiting for room where the transport applies backpressure.
+
+        Raises:
+            ChannelClosed: This end was closed.
+            BrokenChannel: The other end went away.
+        """
+        return self.send_encoded(body, type_name)
+
     async def send(self, msg: ActionMessage) -> int:
         """Send ``msg``, waiting for room where the transport applies backpressure.
 
@@ -143,6 +153,13 @@ class Listener(abc.ABC):
 
 class Transport(abc.ABC):
     """A network: where actors listen and connect."""
+
+    def bind_clock(self, clock: Clock) -> None:  # noqa: B027 (optional hook)
+        """The run starts on ``clock``: a transport that needs real time refuses a virtual one.
+
+        Raises:
+            RealTimeOnly: (TCP) ``clock`` is virtual.
+        """
 
     @abc.abstractmethod
     def listen(self, owner: str, address: str) -> Listener:

@@ -172,10 +172,7 @@ class TcpChannel(Channel):
         msg = self._stamped(msg)
         parts = encode_action(msg, self.max_body)
         size = body_size(parts)
-        limit = self._transport.send_buffer
-        while not self._closed and self._queued and self._queued + size > limit:
-            self._room.clear()
-            await self._room.wait()
+        await self._wait_for_room(size)
         self._check_open()
         self._record("send", self.local, self.remote, _type_name(msg), size)
         if size < _ZERO_COPY:
@@ -186,6 +183,22 @@ class TcpChannel(Channel):
         self._enqueue(self._frame(parts, size, done))
         await done
         return size
+
+    async def send_body(self, body: bytes, type_name: str) -> int:
+        """Queue an encoded body, waiting while more than ``send_buffer`` bytes are queued.
+
+        Raises:
+            ChannelClosed: This end was closed.
+            BrokenChannel: The other end went away (also while waiting).
+        """
+        await self._wait_for_room(len(body))
+        return self.send_encoded(body, type_name)
+
+    async def _wait_for_room(self, size: int) -> None:
+        limit = self._transport.send_buffer
+        while not self._closed and self._queued and self._queued + size > limit:
+            self._room.clear()
+            await self._room.wait()
 
     def _frame(
         self, parts: list[bytes | memoryview], size: int, done: asyncio.Future[None] | None

@@ -33,7 +33,9 @@ actors in one process find each other with no configuration. An address may
 also be ``host:port`` (``[v6addr]:port``) directly.
 
 TCP needs real time: a :class:`TcpTransport` used on the virtual-time loop
-raises :class:`RealTimeOnly` (DESIGN.md, determinism rule 1).
+raises :class:`RealTimeOnly` (DESIGN.md, determinism rule 1). It learns
+the mode from a :class:`~simkit.clock.Clock` (the run's, given by
+:meth:`TcpTransport.bind_clock`, or the running loop's).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import errno
 import logging
 import socket
 import ssl
-import sys
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -55,6 +56,7 @@ from simkit.channels._base import Channel, ConnectError, ConnectRefused, Listene
 from simkit.channels._tcpchannel import TcpChannel
 from simkit.channels._tcpio import SocketIO, StreamIO, TransportIO, format_address
 from simkit.channels.memory import TraceSink
+from simkit.clock import Clock
 from simkit.codec import DEFAULT_MAX_BODY
 
 __all__ = ["RealTimeOnly", "TcpChannel", "TcpListener", "TcpTransport", "parse_address"]
@@ -78,11 +80,8 @@ def parse_address(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _refuse_virtual_time() -> None:
-    # simkit.runtime sits above the channels: look it up, never import it.
-    runtime = sys.modules.get("simkit.runtime")
-    loop = asyncio.get_running_loop()
-    if runtime is not None and isinstance(loop, runtime.VirtualEventLoop):
+def _refuse_virtual(clock: Clock) -> None:
+    if clock.virtual:
         raise RealTimeOnly(
             "TCP channels need real time: run with mode='real' "
             "(virtual mode does no real I/O; DESIGN.md determinism rule 1)"
@@ -164,6 +163,7 @@ class TcpTransport(Transport):
         self._listeners: dict[str, list[TcpListener]] = {}
         self._ends: dict[str, set[TcpChannel]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bound: Clock | None = None
 
     # -- addresses -----------------------------------------------------------------------
 
@@ -201,6 +201,21 @@ class TcpTransport(Transport):
 
     # -- Transport -----------------------------------------------------------------------
 
+    def bind_clock(self, clock: Clock) -> None:
+        """Use ``clock`` (the run's) for time and to refuse virtual time.
+
+        Raises:
+            RealTimeOnly: ``clock`` is virtual.
+        """
+        _refuse_virtual(clock)
+        self._bound = clock
+
+    def _clock(self) -> Clock:
+        bound = self._bound
+        if bound is not None and bound.loop is asyncio.get_running_loop():
+            return bound
+        return Clock.running()
+
     def listen(self, owner: str, address: str) -> TcpListener:
         """Listen for ``owner`` at ``address`` (a name, or ``host:port``).
 
@@ -208,7 +223,7 @@ class TcpTransport(Transport):
             ConnectError: The address is in use or cannot be bound.
             RealTimeOnly: Called on the virtual-time loop.
         """
-        _refuse_virtual_time()
+        _refuse_virtual(self._clock())
         known = self._book.get(address, address)
         parsed = parse_address(known)
         host, port = parsed if parsed is not None else (self.host, 0)
@@ -236,7 +251,7 @@ class TcpTransport(Transport):
             ConnectError: Unreachable, timed out, or the TLS handshake failed.
             RealTimeOnly: Called on the virtual-time loop.
         """
-        _refuse_virtual_time()
+        _refuse_virtual(self._clock())
         try:
             target = self.address_of(address)
         except KeyError:

@@ -23,6 +23,7 @@ The simulation itself uses ``("net", ...)`` and ``("actor", ...)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -196,6 +197,8 @@ def build(
         on_round=on_round,
         checkpoint_dir=checkpoint_dir,
         resume_dir=resume_dir,
+        executor=cfg.execution.executor,
+        workers=cfg.execution.workers,
     )
     faults = _faults(scenario, names, seeds, round_message)
     if extra_faults is not None:
@@ -431,22 +434,28 @@ def _model_factory(
     if isinstance(spec, UserModelConfig):
         shape = tuple(int(n) for n in clients[0].train.rows(0, 1)[0].shape[1:])
         return user_model_factory(scenario, spec, seeds.child("model"), shape, n_classes)
+    # picklable factories: a process-pool worker makes its own model from them
     if isinstance(spec, LogisticModelConfig):
         seed = seeds.child("model") if spec.init == "normal" else None
-        return lambda: LogisticRegression(n_features, n_classes, seed=seed)
+        return functools.partial(LogisticRegression, n_features, n_classes, seed=seed)
     if isinstance(spec, LinearModelConfig):
-        return lambda: LinearRegression(n_features, 1)
-    return _mlp_factory(spec, seeds.child("model"), n_features, n_classes)
+        return functools.partial(LinearRegression, n_features, 1)
+    return _MLPFactory(spec, seeds.child("model"), n_features, n_classes)
 
 
-def _mlp_factory(
-    spec: MLPModelConfig, seed: SeedTree, n_features: int, n_classes: int
-) -> Callable[[], Model]:
-    def make() -> Model:
+@dataclass(frozen=True, slots=True)
+class _MLPFactory:
+    spec: MLPModelConfig
+    seed: SeedTree
+    n_features: int
+    n_classes: int
+
+    def __call__(self) -> Model:
         import torch  # only torch scenarios pay for the import
 
         from simkit.training import TorchModel
 
+        spec = self.spec
         activations: dict[str, Callable[[], torch.nn.Module]] = {
             "relu": torch.nn.ReLU,
             "tanh": torch.nn.Tanh,
@@ -456,18 +465,16 @@ def _mlp_factory(
             "elu": torch.nn.ELU,
         }
         layers: list[torch.nn.Module] = []
-        width = n_features
+        width = self.n_features
         for hidden in spec.hidden:
             layers += [torch.nn.Linear(width, hidden), activations[spec.activation]()]
             if spec.dropout > 0:
                 layers.append(torch.nn.Dropout(spec.dropout))
             width = hidden
-        layers.append(torch.nn.Linear(width, n_classes))
+        layers.append(torch.nn.Linear(width, self.n_classes))
         module = torch.nn.Sequential(*layers)
         loss = torch.nn.CrossEntropyLoss()
-        return TorchModel(module, loss, seed=seed, num_threads=spec.num_threads)
-
-    return make
+        return TorchModel(module, loss, seed=self.seed, num_threads=spec.num_threads)
 
 
 # ----------------------------------------------------------------------------- optimizers

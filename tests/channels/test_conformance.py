@@ -31,7 +31,7 @@ from .tcp_helpers import wait_until
 
 
 @dataclass(frozen=True, slots=True)
-class Hello(Message):
+class ConformanceHello(Message):
     n: int
 
 
@@ -103,11 +103,11 @@ def test_messages_arrive_in_order_and_decoded(make_transport: TransportFactory) 
     async def body(t: Transport) -> None:
         client, _server, _cin, sin = await pair(t)
         for i in range(20):
-            client.send_nowait(Send("Hello", Hello(i)))
+            client.send_nowait(Send("ConformanceHello", ConformanceHello(i)))
         client.send_nowait(Ping(7))
         await wait_until(lambda: len(sin.messages) == 21)
         sends = [m for m in sin.messages if isinstance(m, Send)]
-        assert [m.payload.decode() for m in sends] == [Hello(i) for i in range(20)]  # type: ignore[union-attr]
+        assert [m.payload.decode() for m in sends] == [ConformanceHello(i) for i in range(20)]  # type: ignore[union-attr]
         assert sin.messages[-1] == Ping(7)
 
     run_with(make_transport, body)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
+import anyio
 import pytest
 
 from simkit.actors import Actor, Context, Rejected
 from simkit.channels import RealTimeOnly, TcpTransport
 from simkit.faults import Crash, FaultSchedule, Restart
 from simkit.heartbeat import HeartbeatConfig
-from simkit.messages import Accept, ActionMessage, Join, Reject
+from simkit.messages import Accept, ActionMessage, Join, Message, Reject
 from simkit.simulation import Simulation
 from simkit.trace import Trace
 
-from .tcp_helpers import Echo, Pinger, wait_until
+from .tcp_helpers import Echo, Pinger, frame, wait_until
 
 HB = HeartbeatConfig(interval=0.2, misses=2)  # silent peers are gone within 0.6 s
 
@@ -153,3 +157,51 @@ def test_join_answer_is_accept_on_the_wire() -> None:
     sim.add(RawClient(), start_at=0.05)
     sim.run(mode="real")
     assert got[:1] == [Accept()]
+
+
+@dataclass(frozen=True, slots=True)
+class BackpressureBlob(Message):
+    data: bytes
+
+
+def test_tcp_backpressure_reaches_a_sender() -> None:
+    """A peer that stops reading makes ``await ctx.send`` wait (the queue stays bounded)."""
+    blob = BackpressureBlob(bytes(64 * 1024))
+    transport = TcpTransport(send_buffer=256 * 1024)
+    outcome: dict[str, object] = {}
+
+    class Sender(Actor):
+        name = "sender"
+
+        async def run(self, ctx: Context) -> None:
+            done = asyncio.Event()
+
+            async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await reader.read(4096)  # the Join, then never another byte
+                writer.write(frame(Accept()))
+                await writer.drain()
+                await done.wait()
+                writer.transport.abort()
+
+            server = await asyncio.start_server(mute, "127.0.0.1", 0)
+            transport.register("mute", f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            await ctx.connect("mute")
+            sent = 0
+            with anyio.move_on_after(1.0) as scope:
+                for _ in range(2000):  # 125 MiB if nothing pushed back
+                    await ctx.send("mute", blob)
+                    sent += 1
+            outcome.update(sent=sent, stopped=scope.cancelled_caught)
+            done.set()
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.05)  # the handler aborts its connection
+
+    sim = Simulation(seed=1, transport=transport, heartbeat=HeartbeatConfig(enabled=False))
+    sim.add(Sender())
+    result = sim.run(mode="real")
+    assert result.errors == []
+    assert outcome["stopped"] is True  # the sender was still waiting for room
+    sent = outcome["sent"]
+    assert isinstance(sent, int)
+    assert 0 < sent < 400  # socket buffers and 256 KiB of queue, not 2000 x 64 KiB

@@ -14,8 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import simkit.protocol as protocol_module
-from protocols.gossip import PLUGIN, GossipOptions, random_graph, ring
+from protocols.gossip import PLUGIN, GossipOptions, GossipRun, random_graph, ring
 from simkit.cli import main
+from simkit.protocol import RoundRecord
+from simkit.report import write_report
 from simkit.runner import run_scenario, serve_scenario
 from simkit.scenario import ScenarioError, client_names
 from simkit.testing import fault_schedules, kit_settings, run_scenario_example, scenarios
@@ -25,7 +27,7 @@ SCENARIO = ROOT / "scenarios" / "gossip.toml"
 
 # Pinned: same scenario and seed, same trace and weights on any machine.
 DIGESTS = (
-    "7c0ab3559d3e7fafb55f2e9845f711a924f57ead4835c424e9d6a97b0bcb0d48",
+    "20bca704561b14085d12d6cf9816b8600738528490d9de5ed4077e442687b3d5",
     "564d3e53a360568e8246df21fb6f5b3bf61d32b5c110998501a51f3920a364b4",
 )
 
@@ -89,7 +91,9 @@ def test_bad_options_are_one_line_naming_the_key(table: dict[str, Any], message:
 
 
 def test_the_scenario_is_deterministic_with_dropouts_and_rejoins(registered: None) -> None:
-    first = run_scenario(SCENARIO)
+    shown: list[RoundRecord] = []
+    first = run_scenario(SCENARIO, on_round=shown.append)
+    assert shown == first.rounds  # each round shown once every running peer finished it
     again = run_scenario(SCENARIO).summary()
     summary = first.summary()
     digests = (summary["trace_digest"], summary["weights_digest"])
@@ -126,6 +130,27 @@ def test_simkit_run_writes_a_peers_only_report(
     assert "a few chosen peers" in page
     assert "12 peers; " in page
     assert (out / "timeline.png").stat().st_size > 0
+
+
+def test_a_serverless_run_without_round_records_still_reports(
+    registered: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GossipRun, "rounds", lambda self: [])
+    result = run_scenario(SCENARIO, overrides=["rounds=1", "faults.dropout.fraction=0"])
+    assert result.rounds == []
+    assert result.summary()["rounds_completed"] == 0
+    write_report(result, tmp_path)
+    assert "participant c000" in (tmp_path / "sequence.mmd").read_text(encoding="utf-8")
+    assert (tmp_path / "index.html").is_file()
+
+
+def test_the_same_peers_run_over_tcp_in_real_time(registered: None) -> None:
+    small = ["rounds=2", "clients.count=4", "cost.per_sample=0.0001", "faults.dropout.fraction=0"]
+    result = run_scenario(SCENARIO, overrides=small, transport="tcp")
+    assert not result.errors
+    assert [r.replied for r in result.rounds] == [tuple(result.clients)] * 2
+    virtual = run_scenario(SCENARIO, overrides=small)
+    assert [r.replied for r in virtual.rounds] == [r.replied for r in result.rounds]
 
 
 def test_split_runs_refuse_a_serverless_protocol(registered: None) -> None:
