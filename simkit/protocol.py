@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from simkit.rng import SeedTree
 
 if TYPE_CHECKING:
+    from simkit.executor import Executor
     from simkit.simulation import Simulation
     from simkit.training import (
         Aggregator,
@@ -98,7 +99,7 @@ class TrainingSetup:
     eval_batch_size: int = 256
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class ScenarioSetup:
     """Everything a protocol needs to build its actors, already validated.
 
@@ -122,6 +123,9 @@ class ScenarioSetup:
             (``None``: no checkpoints). The layout inside is the protocol's.
         resume_dir: A directory written through ``checkpoint_dir`` by an earlier
             run of the same scenario and seed: continue from its last round.
+        executor: Where client compute runs: ``"inline"``, ``"process"`` or
+            ``"ray"`` (the ``[execution]`` table; see :mod:`simkit.executor`).
+        workers: Its number of workers (``None``: one per CPU).
         models: One model per worker, made by ``model``, that clients borrow
             for each round instead of holding one each (docs/performance.md,
             the memory model).
@@ -144,12 +148,37 @@ class ScenarioSetup:
     on_round: Callable[[RoundRecord], None] | None = None
     checkpoint_dir: Path | None = None
     resume_dir: Path | None = None
+    executor: str = "inline"
+    workers: int | None = None
     models: ModelPool = field(init=False, repr=False)
+    _outside: list[Executor] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         from simkit.training import ModelPool
 
         self.models = ModelPool(self.model)
+
+    def outside(self) -> Executor | None:
+        """The executor client compute runs on (made once), or ``None`` for inline.
+
+        Shut down when the setup is garbage-collected, or by :meth:`close`.
+        """
+        if self.executor == "inline":
+            return None
+        if not self._outside:
+            import weakref
+
+            from simkit.executor import make_executor
+
+            pool = make_executor(self.executor, self.workers)
+            self._outside.append(pool)
+            weakref.finalize(self, pool.shutdown)
+        return self._outside[0]
+
+    def close(self) -> None:
+        """Shut the executor down (if one was made)."""
+        while self._outside:
+            self._outside.pop().shutdown()
 
     @property
     def client_names(self) -> list[str]:

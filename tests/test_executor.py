@@ -80,3 +80,19 @@ def test_ray_gives_the_inline_results() -> None:
     pytest.importorskip("ray")
     with make_executor("ray", 2) as ray_pool:
         assert run(_jobs, [0.2, 0.0], ray_pool) == run(_jobs, [0.2, 0.0], InlineExecutor())
+
+
+def test_quickstart_digests_are_the_same_on_a_process_pool() -> None:
+    pytest.importorskip("protocols.fedavg")
+    from simkit.runner import run_scenario
+
+    def digests(executor: str) -> tuple[str, str]:
+        result = run_scenario(
+            "scenarios/quickstart.toml",
+            overrides={"execution.executor": executor, "execution.workers": 2, "rounds": 2},
+        )
+        result.setup.close()
+        s = result.summary()
+        return s["trace_digest"], s["weights_digest"]
+
+    assert digests("process") == digests("inline")

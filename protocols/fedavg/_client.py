@@ -21,15 +21,22 @@ from protocols.messages import (
 from protocols.secagg import SecAggSettings, secure_contribute
 from simkit.actors import Actor, Context, PeerGone, Rejected
 from simkit.channels import ConnectError
+from simkit.executor import deliver
 from simkit.messages import Message
 from simkit.protocol import ClientSetup, ScenarioSetup
 from simkit.runtime import run_outside
 from simkit.training import (
+    EvalInstructions,
+    EvalResult,
     TrainFailure,
     TrainingManager,
+    TrainInstructions,
     TrainResult,
     Weights,
     load_state,
+    outside_round,
+    planned_evaluation,
+    planned_training,
     save_state,
 )
 
@@ -109,7 +116,9 @@ class FedAvgClient(Actor):
             except PeerGone:
                 return
             request = self._latest(ctx, got.decode())
-            if ctx.virtual:  # compute is modelled: the clock moves by its cost
+            if ctx.virtual and self.setup.outside() is not None:
+                reply = await self._answer_outside(ctx, request)
+            elif ctx.virtual:  # compute is modelled: the clock moves by its cost
                 reply, spent = self._answer(request)
                 if spent > 0:
                     await ctx.compute(spent)
@@ -164,23 +173,72 @@ class FedAvgClient(Actor):
             self.weights = self.setup.models.shared.share(msg.version, msg.weights)
             self.version = msg.version
 
-    def _answer(self, request: TrainRequest | EvaluationRequest) -> tuple[Message, float]:
-        """The reply to ``request`` and the compute time it cost."""
+    async def _answer_outside(
+        self, ctx: Context, request: TrainRequest | EvaluationRequest
+    ) -> Message:
+        """Virtual time with an executor: hand the round over, sleep its planned cost.
+
+        The round's virtual cost is known before it runs (simkit.training.plan),
+        so the clock moves exactly as with inline compute and the result is
+        collected when the client wakes: the same trace, whatever executor.
+        A round that fails is known to fail only then (its Error comes after
+        the planned cost, not at once).
+        """
+        ins = self._to_compute(request)
+        pool = self.setup.outside()
+        if ins is None or pool is None:
+            return self._answer(request)[0]  # an Error before any compute
+        waiter = deliver(pool.submit(outside_round, self.manager, ins))
+        if isinstance(ins, TrainInstructions):
+            spent = planned_training(self.manager, ins)
+        else:
+            spent = planned_evaluation(self.manager, ins)
+        if spent > 0:
+            await ctx.compute(spent)
+        outcome, state = await waiter
+        self.manager.load_state_dict(state)
+        return self._answer(request, outcome)[0]
+
+    def _to_compute(
+        self, request: TrainRequest | EvaluationRequest
+    ) -> TrainInstructions | EvalInstructions | None:
+        """What :meth:`_answer` would compute for ``request`` (``None``: it errs first)."""
+        if self.weights is None or request.version != self.version:
+            return None
+        if isinstance(request, TrainRequest) and request.secagg and self.secagg is None:
+            return None
+        return request.instructions(self.weights)
+
+    def _answer(
+        self,
+        request: TrainRequest | EvaluationRequest,
+        outcome: TrainResult | EvalResult | TrainFailure | None = None,
+    ) -> tuple[Message, float]:
+        """The reply to ``request`` and the compute time it cost.
+
+        ``outcome``: the round already computed elsewhere (an executor).
+        """
         self._secure = None
         if self.weights is None or request.version != self.version:
             text = f"holds weights version {self.version}, was asked to use {request.version}"
             return Error(request.round, "weights", text), 0.0
         if isinstance(request, EvaluationRequest):
-            evaluated = self.manager.evaluation_round(request.instructions(self.weights))
+            evaluated = outcome
+            if evaluated is None:
+                evaluated = self.manager.evaluation_round(request.instructions(self.weights))
             if isinstance(evaluated, TrainFailure):
                 return Error(request.round, "evaluate", evaluated.error_text), 0.0
+            assert isinstance(evaluated, EvalResult)
             return EvaluationReply(request.round, evaluated), evaluated.effort.t_spent
         if request.secagg and self.secagg is None:
             text = "asked for secure aggregation, but this client's scenario has secagg.mode = off"
             return Error(request.round, "secagg", text), 0.0
-        result = self.manager.training_round(request.instructions(self.weights))
+        result = outcome
+        if result is None:
+            result = self.manager.training_round(request.instructions(self.weights))
         if isinstance(result, TrainFailure):
             return Error(request.round, "train", result.error_text), 0.0
+        assert isinstance(result, TrainResult)
         if self.mods:
             rng = self.setup.seeds.numpy("client", self.name, "mods", request.round)
             result = replace(result, updates=apply_mods(self.mods, result.updates, rng))

@@ -31,9 +31,17 @@ __all__ = ["check_secagg", "masked_vector", "plain_round_faults", "update_layout
 # drops when its TrainRequest arrives; during unmasking its update is in the
 # sum, so it drops as the server receives its TrainReply.
 _BEFORE_INPUT = frozenset(
-    {"SecAggQuantization", "SecAggSetup", "SecAggKeyList", "SecAggCiphertexts"}
+    {
+        "SecAggQuantization",
+        "SecAggSetup",
+        "SecAggKeyList",
+        "SecAggSignedKeyList",  # active mode
+        "SecAggCiphertexts",
+    }
 )
-_AFTER_INPUT = frozenset({"SecAggUnmaskRequest"})
+_AFTER_INPUT = frozenset(
+    {"SecAggUnmaskRequest", "SecAggConsistencyCheck", "SecAggSignedUnmaskRequest"}
+)
 
 
 def weight_cap(setup: ScenarioSetup) -> float:

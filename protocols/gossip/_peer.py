@@ -125,7 +125,7 @@ class GossipPeer(Actor):
         self, ctx: Context, manager: TrainingManager, r: int, weights: Weights
     ) -> Trained:
         t = self.setup.training
-        ctx.mark("training", f"round {r}")  # the report's timeline: training starts
+        ctx.mark("training", f"trains (round {r})")  # the timeline: training starts
         result = manager.training_round(
             TrainInstructions(
                 round=r,

@@ -117,7 +117,8 @@ def _write_sequence(result: RunResult, out: Path) -> None:
     if result.rounds:
         diagram = run_diagram(events, result.rounds[0], drop_events(events), result.server)
     else:
-        diagram = Diagram("no rounds", [result.server] if result.server else [])
+        lanes = [result.server] if result.server else result.clients[:1]
+        diagram = Diagram("no rounds", lanes)
     (out / "sequence.svg").write_text(to_svg(diagram) + "\n", encoding="utf-8")
     (out / "sequence.mmd").write_text(to_mermaid_text(diagram) + "\n", encoding="utf-8")
 

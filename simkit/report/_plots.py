@@ -81,7 +81,14 @@ def _rounds_axis(ax: Axes, result: RunResult) -> None:
     ax.grid(alpha=0.3)
     for r in result.rounds:
         if r.aborted:
-            ax.axvspan(r.round - 0.4, r.round + 0.4, color=_ABORTED, label="aborted round")
+            ax.axvspan(
+                r.round - 0.4,
+                r.round + 0.4,
+                color=_ABORTED,
+                alpha=0.6,
+                zorder=0,
+                label="aborted round",
+            )
 
 
 def _dedup_legend(ax: Axes) -> None:
@@ -112,8 +119,11 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     _line(loss_ax, rounds, [r.eval_loss for r in result.rounds], _global_loss_label(result))
     _line(acc_ax, rounds, [r.accuracy for r in result.rounds], "global model accuracy")
     losses = [v for r in result.rounds for v in (r.loss, r.eval_loss) if v is not None]
-    loss_ax.set_ylim(0, max([*losses, 1e-9]) * 1.08)
+    loss_ax.set_ylim(0, max(losses) * 1.08 if losses and max(losses) > 0 else 1.0)
     acc_ax.set_ylim(0, 1)
+    for ax, values in ((loss_ax, losses), (acc_ax, [r.accuracy for r in result.rounds])):
+        if not any(v is not None for v in values):
+            ax.text(0.5, 0.5, "no value recorded", transform=ax.transAxes, ha="center")
     loss_ax.set_title("loss")
     acc_ax.set_title("accuracy")
     if fedbuff:

@@ -197,8 +197,9 @@ def _note(e: Event) -> Step | None:
         return None
     if e.kind == "actor_start":
         return Step(e.t, "note", e.src, "", f"restarts ({e.info})", "mark")
-    if e.kind == "mark":
-        return Step(e.t, "note", "", "", e.info or e.type, "mark")
+    if e.kind == "mark":  # the server's marks span the diagram; a peer's sit over it
+        over = "" if e.src == SERVER else e.src
+        return Step(e.t, "note", over, "", e.info or e.type, "mark")
     if e.kind == "peer_down":
         text = f"{e.dst} declared gone: {e.info}" if e.info else f"{e.dst} declared gone"
         return Step(e.t, "note", e.src, e.dst, text, "fault")
@@ -259,11 +260,7 @@ def to_svg(diagram: Diagram, ident: str = "seq", *, standalone: bool = True) -> 
 
 
 def _svg_step(step: Step, y: float, x: dict[str, float], ident: str) -> str:
-    time = (
-        f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
-        if step.t >= 0
-        else ""
-    )
+    time = f'<text x="4" y="{y + 4}" fill="#888" font-size="10">{step.t:.3f} s</text>'
     label = html.escape(step.label)
     if step.kind == "note":
         return time + _svg_note(step, y, x, label)

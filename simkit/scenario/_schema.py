@@ -47,6 +47,7 @@ __all__ = [
     "DataConfig",
     "DigitsData",
     "DropoutConfig",
+    "ExecutionConfig",
     "FaultsConfig",
     "HeartbeatConfig",
     "LinearModelConfig",
@@ -408,6 +409,15 @@ class RunConfig(Table):
     fail_fast: bool = Field(default=False, description="Stop the run when an actor raises.")
 
 
+class ExecutionConfig(Table):
+    """``[execution]``: where client compute runs (results are the same everywhere)."""
+
+    executor: Literal["inline", "process", "ray"] = Field(
+        default="inline", description="inline (this thread), process (a local pool) or ray."
+    )
+    workers: PosInt | None = Field(default=None, description="Workers (default: CPUs).")
+
+
 # ----------------------------------------------------------------------------- scenario
 
 
@@ -431,6 +441,7 @@ class ScenarioConfig(Table):
     faults: FaultsConfig = FaultsConfig()
     secagg: SecAggConfig = SecAggConfig()
     run: RunConfig = RunConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     @field_validator("data", mode="before")
     @classmethod

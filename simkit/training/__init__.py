@@ -85,6 +85,7 @@ from simkit.training._optimizer import (
     Schedule,
 )
 from simkit.training._partition import pathological
+from simkit.training._plan import outside_round, planned_evaluation, planned_training
 from simkit.training._pool import ModelPool
 from simkit.training._serialize import (
     load_checkpoint,
@@ -170,7 +171,10 @@ __all__ = [
     "load_npz",
     "load_state",
     "metric_results",
+    "outside_round",
     "pathological",
+    "planned_evaluation",
+    "planned_training",
     "quantity_skew",
     "register_aggregate",
     "register_training_codecs",

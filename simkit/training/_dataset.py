@@ -67,6 +67,10 @@ class DataCache:
         """Bytes held now."""
         return self._bytes
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # another process (a worker of a process pool) starts its own, empty
+        return (DataCache, (self.max_bytes,))
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -110,8 +114,7 @@ class _Lazy:
         self.n, self.loader, self.cache = n, loader, cache
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # another process gets its own cache (a worker of a process pool)
-        return (_Lazy, (self.n, self.loader, DataCache(self.cache.max_bytes)))
+        return (_Lazy, (self.n, self.loader, self.cache))
 
 
 class FileArray:
@@ -468,9 +471,25 @@ class Dataset:
         x, y = self._gather(slice(None))
         return Dataset(np.array(x), np.array(y))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # to a worker process: a view of arrays in memory travels as its rows
+        # only; a lazy dataset as its loader, rows on disk as the file's name
+        if self._lazy is None and not isinstance(self._x, FileArray) and self._index is not None:
+            x, y = self._gather(slice(None))
+            return (Dataset, (x, y))
+        return (_rebuild, (self._x, self._y, self._index, self._lazy))
+
     def __repr__(self) -> str:
         kind = "lazy" if self._lazy is not None else "view" if self._index is not None else "held"
         return f"<Dataset {len(self)} rows ({kind})>"
+
+
+def _rebuild(
+    x: Array | FileArray | None, y: Array | None, index: Array | None, lazy: _Lazy | None
+) -> Dataset:
+    out = Dataset.__new__(Dataset)
+    out._x, out._y, out._index, out._lazy = x, y, index, lazy
+    return out
 
 
 def _check_batch_size(batch_size: int) -> None:

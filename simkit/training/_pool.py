@@ -19,6 +19,7 @@ own.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -75,9 +76,17 @@ class ModelPool:
         assert self._initial is not None
         return self._initial
 
-    def __getstate__(self) -> dict[str, Any]:
-        # another process (a worker of a process pool) makes its own models
-        return {"factory": self.factory}
+    def __reduce__(self) -> tuple[Any, ...]:
+        # another process (a worker of a process pool) keeps one pool per
+        # factory, so its jobs borrow the same few models round after round
+        return (_pool_in_worker, (pickle.dumps(self.factory),))
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["factory"])  # type: ignore[misc]
+
+_WORKER_POOLS: dict[bytes, ModelPool] = {}
+
+
+def _pool_in_worker(factory: bytes) -> ModelPool:
+    pool = _WORKER_POOLS.get(factory)
+    if pool is None:
+        pool = _WORKER_POOLS[factory] = ModelPool(pickle.loads(factory))
+    return pool

@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import simkit.protocol as protocol_module
-from protocols.gossip import PLUGIN, GossipOptions, random_graph, ring
+from protocols.gossip import PLUGIN, GossipOptions, GossipRun, random_graph, ring
 from simkit.cli import main
 from simkit.protocol import RoundRecord
+from simkit.report import write_report
 from simkit.runner import run_scenario, serve_scenario
 from simkit.scenario import ScenarioError, client_names
 from simkit.testing import fault_schedules, kit_settings, run_scenario_example, scenarios
@@ -26,7 +27,7 @@ SCENARIO = ROOT / "scenarios" / "gossip.toml"
 
 # Pinned: same scenario and seed, same trace and weights on any machine.
 DIGESTS = (
-    "7c0ab3559d3e7fafb55f2e9845f711a924f57ead4835c424e9d6a97b0bcb0d48",
+    "20bca704561b14085d12d6cf9816b8600738528490d9de5ed4077e442687b3d5",
     "564d3e53a360568e8246df21fb6f5b3bf61d32b5c110998501a51f3920a364b4",
 )
 
@@ -129,6 +130,18 @@ def test_simkit_run_writes_a_peers_only_report(
     assert "a few chosen peers" in page
     assert "12 peers; " in page
     assert (out / "timeline.png").stat().st_size > 0
+
+
+def test_a_serverless_run_without_round_records_still_reports(
+    registered: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GossipRun, "rounds", lambda self: [])
+    result = run_scenario(SCENARIO, overrides=["rounds=1", "faults.dropout.fraction=0"])
+    assert result.rounds == []
+    assert result.summary()["rounds_completed"] == 0
+    write_report(result, tmp_path)
+    assert "participant c000" in (tmp_path / "sequence.mmd").read_text(encoding="utf-8")
+    assert (tmp_path / "index.html").is_file()
 
 
 def test_the_same_peers_run_over_tcp_in_real_time(registered: None) -> None:

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from protocols.gossip import (
     RETRY,
@@ -357,3 +363,9 @@ GossipPeerMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None
 )
 TestGossipPeerMachine = GossipPeerMachine.TestCase
+
+
+@pytest.mark.slow
+def test_the_state_machine_at_length() -> None:
+    run = settings(max_examples=2000, stateful_step_count=60, deadline=None)
+    run_state_machine_as_test(GossipPeerMachine, settings=run)

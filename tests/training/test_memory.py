@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simkit.rng import SeedTree
 from simkit.trace import Trace
 from simkit.training import (
     SGD,
+    CostModel,
     DataCache,
     Dataset,
+    EvalInstructions,
+    EvalResult,
     FileArray,
     LogisticRegression,
     ModelPool,
@@ -24,6 +29,8 @@ from simkit.training import (
     Weights,
     iid,
     load_npz,
+    planned_evaluation,
+    planned_training,
     same_bits,
     synthetic,
 )
@@ -198,7 +205,43 @@ def test_trace_tracks_crash_sources_as_it_records() -> None:
     trace.record(0.0, "crash", "c1")
     trace.record(0.0, "send", "c2", "server", "TrainReply", 10)
     trace.record(1.0, "actor_error", "c3")
+    trace.record(2.0, "peer_down", "server", "c4")
     assert trace.sources("crash") == {"c1"}
     assert trace.sources("actor_error") == {"c3"}
+    kept = [e for e in trace.events if e.kind in ("crash", "peer_down")]
+    assert trace.events_of("peer_down", "crash") == kept
     with pytest.raises(KeyError, match="not tracked"):
         trace.sources("send")
+
+
+@given(
+    st.integers(1, 40),
+    st.integers(1, 12),
+    st.none() | st.integers(1, 3),
+    st.none() | st.integers(1, 20),
+    st.none() | st.floats(0.0, 0.2),
+    st.booleans(),
+    st.floats(0.25, 4.0),
+)
+def test_planned_cost_is_the_cost_the_round_reports(
+    n: int,
+    batch: int,
+    n_epoch: int | None,
+    n_steps: int | None,
+    timeout: float | None,
+    drop: bool,
+    speed: float,
+) -> None:
+    cost = CostModel(per_sample=1e-3, per_step=2e-3, per_round=1e-2)
+    manager = TrainingManager(
+        LogisticRegression(4, 3), SGD(0.1), _data(n), seed_tree=SeedTree(0), cost=cost, speed=speed
+    )
+    weights = manager.model.get_weights()
+    ins = TrainInstructions(0, weights, batch, n_epoch, n_steps, timeout, drop_remainder=drop)
+    result = manager.training_round(ins)
+    planned = planned_training(manager, ins)
+    assert planned == (result.effort.t_spent if isinstance(result, TrainResult) else 0.0)
+    evaluation = EvalInstructions(0, weights, batch, n_steps, timeout)
+    evaluated = manager.evaluation_round(evaluation)
+    assert isinstance(evaluated, EvalResult)
+    assert planned_evaluation(manager, evaluation) == evaluated.effort.t_spent
