@@ -15,11 +15,16 @@ Cases:
     memory whole) under ``--data-dir`` (default ``/tmp/simkit-bench``).
 ``scale``
     ``scenarios/scale.toml`` with 1,000 / 10,000 / 100,000 clients x 1 round.
+``executor``
+    A torch MLP of 134k parameters, 100 clients x 200 samples, 2 epochs of
+    batch 16, 3 rounds: inline, then a process pool of 2 workers (the
+    digests must match).
 
 Usage::
 
     python bench/bench_scale.py peers [--dims 100 10000]
     python bench/bench_scale.py scale [--clients 1000 10000 100000]
+    python bench/bench_scale.py executor
 """
 
 from __future__ import annotations
@@ -126,6 +131,60 @@ def peers(dim: int, data_dir: Path, clients: int = CLIENTS) -> dict[str, Any]:
     return report
 
 
+TORCH_TOML = """\
+name = "executor_torch"
+description = "torch MLP 256-256-256-10 (134k parameters), 100 clients x 200 samples, 3 rounds"
+seed = 0
+rounds = 3
+
+[protocol]
+name = "fedavg"
+fraction = 1.0
+round_timeout = 600.0
+
+[clients]
+count = 100
+
+[data]
+source = "synthetic"
+alpha = 0.5
+beta = 0.5
+samples = 200
+dim = 256
+classes = 10
+test_fraction = 0.1
+
+[model]
+kind = "mlp"
+hidden = [256, 256]
+num_threads = 1
+
+[training]
+batch_size = 16
+n_epoch = 2
+
+[optimizer.client]
+kind = "sgd"
+lr = 0.05
+
+[run]
+trace_heartbeats = false
+
+[execution]
+executor = "{executor}"
+workers = {workers}
+"""
+
+
+def executor(kind: str, workers: int, data_dir: Path) -> dict[str, Any]:
+    toml = data_dir / f"executor_{kind}_{workers}.toml"
+    toml.parent.mkdir(parents=True, exist_ok=True)
+    toml.write_text(TORCH_TOML.format(executor=kind, workers=workers))
+    report = run_child([], toml)
+    report["case"] = f"torch_mlp_134k_100x3_{kind}_{workers}"
+    return report
+
+
 def scale(clients: int) -> dict[str, Any]:
     report = run_child([f"clients.count={clients}", "rounds=1"], SCALE)
     report["case"] = f"scale_{clients}x1"
@@ -134,13 +193,15 @@ def scale(clients: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=["peers", "scale"])
+    parser.add_argument("case", choices=["peers", "scale", "executor"])
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--clients", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/simkit-bench"))
     args = parser.parse_args()
     if args.case == "peers":
         out = [peers(dim, args.data_dir) for dim in args.dims]
+    elif args.case == "executor":
+        out = [executor("inline", 1, args.data_dir), executor("process", 2, args.data_dir)]
     else:
         out = [scale(n) for n in args.clients]
     print(json.dumps(out, indent=2))

@@ -146,7 +146,7 @@ def test_serve_and_client_processes(
     assert summary["rounds_completed"] == 2
     assert summary["dropped"] == []
     assert "round" in err  # the per-round table, on stderr with --json
-    assert time.monotonic() - start < 10.0
+    assert time.monotonic() - start < 30.0  # no hang (generous: 2 shared cores)
 
 
 def test_a_client_with_the_wrong_token_is_turned_away(

@@ -109,15 +109,12 @@ class FedAvgOptions:
 
 def _check_extensions(values: dict[str, Any], source: str) -> None:
     """Validate ``strategy`` and ``mods`` (their classes load, their options fit)."""
-    from protocols.fedavg._strategy import STRATEGIES, Strategy, _load, load_mods
+    from protocols.fedavg._strategy import STRATEGIES, Strategy, _load, check_mods
 
-    try:
-        if "strategy" in values:
+    if "strategy" in values:
+        try:
             _load(values["strategy"], "protocol.strategy", STRATEGIES, Strategy)
-        if "mods" in values:
-            if not isinstance(values["mods"], list | tuple):
-                raise ValueError(f"protocol.mods: must be a list of tables, got {values['mods']!r}")
-            values["mods"] = tuple(values["mods"])
-            load_mods(values["mods"])
-    except ValueError as exc:
-        raise ValueError(f"{source}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    if "mods" in values:
+        values["mods"] = check_mods(values["mods"], source)

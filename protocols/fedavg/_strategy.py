@@ -238,6 +238,21 @@ def load_mods(specs: Sequence[Mapping[str, Any]]) -> list[ClientMod]:
     return mods
 
 
+def check_mods(specs: object, source: str) -> tuple[Mapping[str, Any], ...]:
+    """A ``protocol.mods`` value checked (each mod loads, its options fit), as a tuple.
+
+    Raises:
+        ValueError: One line naming ``source`` and ``protocol.mods...``.
+    """
+    if not isinstance(specs, list | tuple):
+        raise ValueError(f"{source}: protocol.mods: must be a list of tables, got {specs!r}")
+    try:
+        load_mods(specs)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    return tuple(specs)
+
+
 def apply_mods(
     mods: Sequence[ClientMod], updates: ModelUpdates, rng: np.random.Generator
 ) -> ModelUpdates:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from protocols._tables import TableChecker
+from protocols.fedavg._strategy import check_mods
 
 __all__ = ["FedBuffOptions", "Staleness", "staleness_weight"]
 
@@ -75,6 +76,8 @@ class FedBuffOptions:
             to join (it then goes on with those that did).
         eval_every: Evaluate the global model on the test set every k updates
             (and after the last); 0 never.
+        mods: Client mods applied in order to each update (as FedAvg's,
+            docs/protocols.md).
     """
 
     buffer_size: int = 10
@@ -88,6 +91,7 @@ class FedBuffOptions:
     update_timeout: float = 600.0
     join_timeout: float = 60.0
     eval_every: int = 1
+    mods: tuple[Mapping[str, Any], ...] = ()
 
     def weight(self, staleness: int) -> float:
         """The weight of an update ``staleness`` server updates old."""
@@ -130,6 +134,8 @@ class FedBuffOptions:
         check.number("join_timeout", 0.0, inclusive=False)
         check.integer("eval_every", 0)
         values = {k: table[k] for k in known if k in table and table[k] is not None}
+        if "mods" in values:
+            values["mods"] = check_mods(values["mods"], source)
         for key in (
             "staleness_exponent",
             "hinge_slope",

@@ -339,7 +339,10 @@ def footer(result: RunResult) -> str:
     from simkit.trace import format_bytes
 
     summary = result.summary()
-    dropped = " ".join(summary["dropped"]) or "none"
+    causes = summary.get("dropped_by_cause") or {}
+    dropped = "; ".join(
+        f"{cause.replace('_', ' ')} {' '.join(names)}" for cause, names in causes.items() if names
+    ) or (" ".join(summary["dropped"]) or "none")
     unfired = ""
     if result.unfired_faults:
         from simkit.faults import describe_fault

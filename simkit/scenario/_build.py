@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from simkit.channels import LinkModel, MemoryNetwork, NetworkModel, Transport, latency_from_spec
 from simkit.faults import (
@@ -238,6 +239,8 @@ def _speeds(cfg: ScenarioConfig, seeds: SeedTree) -> list[float]:
 # ----------------------------------------------------------------------------- data
 
 Shard = tuple[Dataset, Dataset | None]
+Ids = npt.NDArray[Any]
+"""Each row's client id (``partition.kind = "natural"``)."""
 
 
 def _data(
@@ -255,9 +258,13 @@ def _data(
     else:
         pooled = _load_pooled(scenario, seeds)
         test = None
+        ids = _natural_ids(scenario, len(pooled))
         if spec.test_fraction > 0:
             pooled, test = pooled.split(1.0 - spec.test_fraction, seeds.numpy("data", "test"))
-        trains = pooled.partition(_partition(spec.partition, pooled, len(names), seeds, scenario))
+            ids = _split_ids(ids, spec.test_fraction, seeds)
+        trains = pooled.partition(
+            _partition(spec.partition, pooled, len(names), seeds, scenario, ids)
+        )
         n_classes = int(pooled.y.max()) + 1 if pooled.y.ndim == 1 and len(pooled) else 1
         n_features = int(pooled.rows(0, 1)[0].shape[1]) if pooled.rows(0, 1)[0].ndim == 2 else 1
     shards = []
@@ -346,9 +353,60 @@ def _checked(scenario: Scenario, data: Dataset, where: str = "data.path") -> Dat
     return data
 
 
+def _natural_ids(scenario: Scenario, n_rows: int) -> Ids | None:
+    """Each pooled row's client id, for ``partition.kind = "natural"`` (else ``None``)."""
+    spec = scenario.config.data
+    if isinstance(spec, SyntheticData) or spec.partition.kind != "natural":
+        return None
+    column = spec.partition.column
+    if not isinstance(spec, NpzData):
+        raise scenario.error("data.partition", "kind = 'natural' needs an npz source")
+    try:
+        with np.load(scenario.base_dir / spec.path, allow_pickle=False) as archive:
+            have = sorted(archive.files)
+            ids = np.asarray(archive[column]) if column in have else None
+    except (OSError, ValueError) as exc:
+        raise scenario.error("data.path", str(exc)) from None
+    if ids is None:
+        raise scenario.error("data.partition.column", f"no array {column!r} (has {have})")
+    if ids.shape != (n_rows,) or ids.dtype.kind not in "iuU":
+        raise scenario.error(
+            "data.partition.column",
+            f"{column!r} must hold one integer or string id per row ({n_rows}), "
+            f"got {ids.dtype} {ids.shape}",
+        )
+    return ids
+
+
+def _split_ids(ids: Ids | None, test_fraction: float, seeds: SeedTree) -> Ids | None:
+    """The ids of the rows ``Dataset.split`` keeps (the same seeded permutation)."""
+    if ids is None:
+        return None
+    rows = np.arange(len(ids))
+    kept, _ = Dataset(rows, rows).split(1.0 - test_fraction, seeds.numpy("data", "test"))
+    return ids[kept.rows(0, len(kept))[1]]
+
+
+def _natural(ids: Ids, n: int, scenario: Scenario) -> list[Ids]:
+    """Client ``i`` holds the rows of the ``i``-th id in sorted order."""
+    found = np.unique(ids)
+    if len(found) < n:
+        raise scenario.error(
+            "clients.count", f"{n} clients, but the natural partition has {len(found)} ids"
+        )
+    return [np.flatnonzero(ids == found[i]) for i in range(n)]
+
+
 def _partition(
-    spec: PartitionConfig, data: Dataset, n: int, seeds: SeedTree, scenario: Scenario
+    spec: PartitionConfig,
+    data: Dataset,
+    n: int,
+    seeds: SeedTree,
+    scenario: Scenario,
+    ids: Ids | None = None,
 ) -> Sequence[Any]:
+    if ids is not None:
+        return _natural(ids, n, scenario)
     rng = seeds.numpy("data", "partition")
     try:
         if spec.kind == "iid":

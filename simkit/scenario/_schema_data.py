@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from simkit.scenario._schema_base import (
     Fraction,
@@ -54,10 +54,10 @@ def _user_tag(value: Any, key: str) -> Any:
 class PartitionConfig(Table):
     """How a pooled data set is split among clients."""
 
-    kind: Literal["iid", "dirichlet", "quantity_skew", "pathological"] = Field(
+    kind: Literal["iid", "dirichlet", "quantity_skew", "pathological", "natural"] = Field(
         default="iid",
-        description="iid, dirichlet (label skew), quantity_skew (size skew) or pathological "
-        "(classes_per_client classes each).",
+        description="iid, dirichlet (label skew), quantity_skew (size skew), pathological "
+        "(classes_per_client classes each) or natural (by a column of client ids).",
     )
     alpha: PosFloat = Field(
         default=0.5, description="Dirichlet concentration (dirichlet, quantity_skew)."
@@ -68,6 +68,17 @@ class PartitionConfig(Table):
     classes_per_client: PosInt = Field(
         default=2, description="Classes each client holds (pathological)."
     )
+    column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="natural: the .npz array holding each row's client id.",
+    )
+
+    @model_validator(mode="after")
+    def _natural_has_a_column(self) -> PartitionConfig:
+        if self.kind == "natural" and self.column is None:
+            raise ValueError("kind = 'natural' needs column, the array of client ids")
+        return self
 
 
 class _DataCommon(Table):

@@ -13,6 +13,7 @@ import pytest
 from protocols.fedavg import PLUGIN as FEDAVG
 from protocols.fedavg import FedAvgOptions
 from protocols.fedavg._strategy import Clip, GaussianNoise, Strategy, load_mods
+from protocols.fedbuff import FedBuffOptions
 from protocols.messages import TrainRequest
 from simkit.runner import RunResult, run_scenario
 from simkit.training import Weights
@@ -143,3 +144,35 @@ def test_a_strategy_configures_each_client_and_samples_the_cohort() -> None:
     assert len(sends) == 5 * 10  # every client asked every round, c000 in a group of its own
     plain = run_scenario(QUICKSTART)
     assert result.summary()["weights_digest"] != plain.summary()["weights_digest"]
+
+
+def test_fedbuff_takes_the_same_client_mods() -> None:
+    table = quickstart()
+    table["protocol"] = {"name": "fedbuff", "buffer_size": 3}
+    plain = run_scenario(table)
+    table["protocol"]["mods"] = [{"kind": "clip", "max_norm": 0.05}]
+    clipped = run_scenario(table)
+    assert clipped.rounds_completed == 5
+    assert clipped.summary()["weights_digest"] != plain.summary()["weights_digest"]
+    with pytest.raises(ValueError, match=r"^x\.toml: protocol\.mods\[0\]\.max_norm: "):
+        FedBuffOptions.from_table({"mods": [{"kind": "clip", "max_norm": -1}]}, "x.toml")
+
+
+def test_the_dp_fedavg_scenario_runs_and_its_overrides_work() -> None:
+    path = QUICKSTART.parent / "dp_fedavg.toml"
+    noisy = run_scenario(path)
+    assert noisy.rounds_completed == 10
+    quiet = run_scenario(
+        path,
+        overrides=['protocol.strategy={kind="dp-fedavg", clip_norm=0.5, noise_multiplier=0.0}'],
+    )
+    local = run_scenario(
+        path,
+        overrides=[
+            'protocol.strategy={kind="fedavg"}',
+            'protocol.mods=[{kind="clip", max_norm=0.5}, {kind="gaussian", std=0.05}]',
+        ],
+    )
+    digests = {r.summary()["weights_digest"] for r in (noisy, quiet, local)}
+    assert len(digests) == 3
+    assert quiet.rounds_completed == local.rounds_completed == 10

@@ -43,7 +43,9 @@ def test_tcp_with_client_processes_ends_with_the_virtual_weights(small_file: Pat
     virtual = run_scenario(small_file, seed=5, overrides=["rounds=2"])
     start = time.monotonic()
     real = run_scenario(small_file, seed=5, overrides=["rounds=2"], transport="tcp", processes=True)
-    assert time.monotonic() - start < 10.0
+    # A bound against hangs, not a speed test: five interpreters import torch
+    # on two cores (about 5 s unloaded).
+    assert time.monotonic() - start < 30.0
     assert real.errors == []
     assert real.rounds_completed == 2
     assert [m["participants"] for m in real.metrics()] == [5, 5]

@@ -159,3 +159,32 @@ def test_pathological_gives_each_client_k_classes() -> None:
         pathological(labels.astype(float), 7, 3, np.random.default_rng(1))
     with pytest.raises(ValueError, match="class 0 has 1 rows for 2 clients"):
         pathological(np.array([0, 1, 1]), 2, 2, np.random.default_rng(1))
+
+
+def test_a_natural_partition_follows_a_column_of_client_ids(tmp_path: Path) -> None:
+    writers = np.repeat(np.array(["ann", "bob", "cyd", "dan"]), [10, 20, 30, 40])
+    x = np.repeat(np.arange(4.0), [10, 20, 30, 40]).reshape(-1, 1)  # the writer, as a feature
+    y = np.arange(100) % 2
+    np.savez(tmp_path / "w.npz", x=x, y=y, writer=writers)
+    data = {
+        "source": "npz",
+        "path": str(tmp_path / "w.npz"),
+        "test_fraction": 0.2,
+        "partition": {"kind": "natural", "column": "writer"},
+    }
+    built = build(load_scenario({"clients": {"count": 3}, "data": data}))
+    held = [c.train.rows(0, len(c.train))[0][:, 0] for c in built.setup.clients]
+    assert [set(h.tolist()) for h in held] == [{0.0}, {1.0}, {2.0}]  # ann, bob, cyd
+    test = built.setup.test
+    assert test is not None
+    assert len(test) == 20
+    held_out = test.rows(0, len(test))[0][:, 0]
+    assert sum(len(h) for h in held) == 60 - int(np.sum(held_out < 3))  # every other row
+    for count, expected in [(5, "clients.count: 5 clients, but the natural partition has 4")]:
+        with pytest.raises(ScenarioError, match=expected):
+            build(load_scenario({"clients": {"count": count}, "data": data}))
+    bad = {**data, "partition": {"kind": "natural", "column": "who"}}
+    with pytest.raises(ScenarioError, match=r"data.partition.column: no array 'who' \(has"):
+        build(load_scenario({"clients": {"count": 3}, "data": bad}))
+    with pytest.raises(ScenarioError, match="kind = 'natural' needs column"):
+        load_scenario({"data": {**data, "partition": {"kind": "natural"}}})

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.secagg._attack import recover_inputs
+from protocols.secagg._attack import SplitViewServer, recover_inputs
 from simkit.messages import Message
 from simkit.rng import SeedTree
 from simkit.secagg import (
@@ -64,6 +64,16 @@ class GeneratedLiar(SecAggServer):
                 msg.round_id, tuple(s for s, _ in pairs), tuple(c for _, c in pairs)
             )
             self.forwarded[v] = sends[v].senders  # type: ignore[attr-defined]
+        # the split-view attack's first step, sometimes: one target gets t - 1 peers
+        self.target = self.draw(st.sampled_from(sorted(sends)))
+        self.split = self.draw(st.booleans())
+        box = sends[self.target]
+        t = self.config.threshold
+        if self.split and isinstance(box, SecAggCiphertexts) and len(box.senders) >= t - 1:
+            sends[self.target] = SecAggCiphertexts(
+                box.round_id, box.senders[: t - 1], box.ciphertexts[: t - 1]
+            )
+            self.forwarded[self.target] = box.senders[: t - 1]
         return sends
 
     def _check_survivors(self, u3: frozenset[str]) -> None:
@@ -75,9 +85,10 @@ class GeneratedLiar(SecAggServer):
         pool = [tuple(names)]  # the truth, then made-up sets
         pool += [tuple(subset(self.draw, names, 1)) for _ in range(self.draw(st.integers(0, 2)))]
         self.shown: dict[str, tuple[str, ...]] = {}
+        self.views = SplitViewServer._split(self, u3) if self.split else {}  # type: ignore[arg-type]
         for c in sorted(u3):
             view = set(pool[self.draw(st.integers(0, len(pool) - 1))]) | {c}
-            self.shown[c] = tuple(sorted(view))
+            self.shown[c] = self.views[c][0] if c in self.views else tuple(sorted(view))
         return {c: SecAggConsistencyCheck(self.config.round_id, s) for c, s in self.shown.items()}
 
     def _after_consistency(self, signed: frozenset[str]) -> dict[str, Message]:
@@ -89,6 +100,8 @@ class GeneratedLiar(SecAggServer):
             survivors = subset(self.draw, honest if self.draw(st.integers(0, 3)) else held, 1)
             rest = [h for h in held if h not in survivors]
             dropped = subset(self.draw, rest)
+            if c in self.views:  # the split view's request
+                survivors, dropped = list(self.views[c][0]), list(self.views[c][1])
             signers = subset(self.draw, sorted(signed))
             out[c] = self._requests[c] = SecAggSignedUnmaskRequest(
                 self.config.round_id,

@@ -354,3 +354,21 @@ def test_model_updates_through_a_secure_sum_give_the_weighted_mean() -> None:
         got, want = total.mean()[name], expected.mean()[name]
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_survivor_graph_split_in_two_aborts_before_any_share_is_revealed() -> None:
+    # issue 14: 12 clients, k = 4, four crash at the masked-input stage in two gaps
+    # of k/2 on the ring: unmasking would give the server each half's sum
+    names = names_for(12)
+    graph_seed = SeedTree(0).child("actor", SERVER).child("secagg", 1)
+    ring = [names[i] for i in graph_seed.numpy("neighbour-graph").permutation(12)]
+    gone = [ring[2], ring[3], ring[8], ring[9]]
+    faults = [crash_in("masked-input", c) for c in gone]
+    run = run_sum(12, SecAggSettings(mode="secagg+", neighbours=4), faults=faults)
+    out = run.outcome()
+    assert out.aborted_in == "masked-input"
+    assert out.reason == (
+        "the survivors' graph splits into 2 groups of sizes [4, 4]: "
+        "unmasking would reveal each group's sum"
+    )
+    assert sent(run.result.trace, "SecAggUnmaskShares") == 0
