@@ -28,8 +28,6 @@ from simkit.messages import (
     Reject,
     Send,
     SerializedMessage,
-    _decode_action,
-    _decode_send_fast,
     body_size,
     decode_action,
     encode_action,
@@ -38,6 +36,7 @@ from simkit.messages import (
     registered_types,
     version_compatible,
 )
+from simkit.wire._body import _decode_action, _decode_send_fast
 
 
 @dataclass(frozen=True, slots=True)
