@@ -44,7 +44,8 @@ def call_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T
 
     The caller blocks until the call returns (as it would without a loop);
     its exception, if any, is raised here. The worker runs in a copy of the
-    caller's context variables.
+    caller's context variables. Interrupting the caller (a notebook's stop
+    button) stops the wait, not the run: the worker finishes on its own.
     """
     if not loop_running():
         return fn(*args, **kwargs)

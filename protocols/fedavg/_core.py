@@ -168,6 +168,8 @@ class FedAvgCore:
         reason = self.strategy.accept(self.round, names)
         if reason:
             return RoundOutcome(False, names, loss, reason)
+        if not total.weight > 0:  # every weight quantized to zero, or a garbage sum
+            return RoundOutcome(False, names, loss, "the secure sum's total weight is 0")
         self.apply(total.mean(), {})
         return RoundOutcome(True, names, loss)
 

@@ -107,8 +107,31 @@ def check_secagg(setup: ScenarioSetup) -> SecAggSettings | None:
         settings.check_cohort(largest_cohort(setup))
     except ValueError as exc:
         raise ScenarioError(f"{setup.name}: {exc}") from None
-    weight_cap(setup)  # raises on an unbounded weighting
+    _check_resolution(settings, setup.name, weight_cap(setup), largest_cohort(setup))
     return settings
+
+
+def _check_resolution(settings: SecAggSettings, name: str, cap: float, cohort: int) -> None:
+    """The quantization step must resolve the smallest weight a client can send.
+
+    A client's weight travels as ``w / cap`` with ``w >= 1`` (one sample, one
+    step): a step wider than ``1 / cap`` rounds such weights to zero, and a
+    round whose every weight rounds to zero has nothing to divide by.
+
+    Raises:
+        ScenarioError: ``secagg.clip`` too large (or ``bits`` too few) for it.
+    """
+    try:
+        step = settings.quantizer(cohort).step
+    except ValueError as exc:
+        raise ScenarioError(f"{name}: {exc}") from None
+    if step > 1.0 / cap:
+        raise ScenarioError(
+            f"{name}: secagg.clip = {settings.clip:g} with secagg.bits = {settings.bits} "
+            f"and a cohort of {cohort} quantizes in steps of {step:.3g}, coarser than the "
+            f"smallest client weight 1/{cap:g}: updates would round to zero "
+            "(lower secagg.clip or raise secagg.bits)"
+        )
 
 
 def largest_cohort(setup: ScenarioSetup) -> int:

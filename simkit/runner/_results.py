@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from simkit._outcomes import dropped_by_cause
 from simkit.faults import Fault, fault_to_dict
 from simkit.protocol import SERVER, RoundRecord, ScenarioSetup
+from simkit.trace import TRACKED_KINDS
 
 if TYPE_CHECKING:
     from simkit.trace import Trace
@@ -156,7 +157,10 @@ class RunResult:
             "metrics": self.metrics(),
             "refused": self.trace.count("reject"),
             "dropped_by_cause": dropped_by_cause(
-                self.rounds, self.trace.events if self.trace.keep else [], self.clients
+                self.rounds,
+                # only the kinds it reads, indexed as recorded: no scan of the trace
+                self.trace.events_of(*TRACKED_KINDS) if self.trace.keep else [],
+                self.clients,
             ),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
             "unfired_faults": [fault_to_dict(f) for f in self.unfired_faults],

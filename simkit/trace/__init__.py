@@ -20,6 +20,7 @@ renders them as a text timeline or a Mermaid sequence diagram.
 from simkit.trace._events import (
     FAULT_KINDS,
     HEARTBEAT_TYPES,
+    TRACKED_KINDS,
     Event,
     EventTuple,
     Listener,
@@ -41,6 +42,7 @@ from simkit.trace._render import (
 __all__ = [
     "FAULT_KINDS",
     "HEARTBEAT_TYPES",
+    "TRACKED_KINDS",
     "Event",
     "EventTuple",
     "Listener",

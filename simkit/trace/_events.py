@@ -149,8 +149,9 @@ def events_digest(events: Iterable[Event]) -> str:
 # ----------------------------------------------------------------------------- recorder
 
 
-SOURCE_KINDS = ("actor_error", "crash")
-"""Event kinds whose sources a :class:`Trace` tracks as it goes (:meth:`Trace.sources`)."""
+TRACKED_KINDS = ("actor_error", "actor_exit", "crash", "peer_down")
+"""Event kinds a :class:`Trace` indexes as it records (:meth:`Trace.events_of`):
+at most a few per actor, read by the summary without scanning every event."""
 
 
 class Trace:
@@ -178,7 +179,7 @@ class Trace:
         "_seq",
         "_sha",
         "_skip_heartbeats",
-        "_sources",
+        "_tracked",
         "app_bytes_sent",
         "bytes_sent",
     )
@@ -192,7 +193,7 @@ class Trace:
         self._seq = 0
         self._sha = hashlib.sha256()
         self._counts: Counter[str] = Counter()
-        self._sources: dict[str, set[str]] = {kind: set() for kind in SOURCE_KINDS}
+        self._tracked: dict[str, list[EventTuple]] = {kind: [] for kind in TRACKED_KINDS}
         self._events: list[Event] = []  # cache of rows[:len(_events)] as Events
         self._listeners: list[Listener] = []
         self.bytes_sent = 0
@@ -252,31 +253,42 @@ class Trace:
 
     def _count(self, batch: list[EventTuple]) -> None:
         counts = self._counts
-        tracked = [counts[kind] for kind in SOURCE_KINDS]
+        tracked = [counts[kind] for kind in TRACKED_KINDS]
         counts.update(map(itemgetter(2), batch))
         for row in batch:
             if row[2] == "send":
                 self.bytes_sent += row[6]
                 if row[5] not in HEARTBEAT_TYPES:
                     self.app_bytes_sent += row[6]
-        if tracked != [counts[kind] for kind in SOURCE_KINDS]:  # rare: crashes, errors
-            sources = self._sources
+        if tracked != [counts[kind] for kind in TRACKED_KINDS]:  # rare: ends, crashes
+            index = self._tracked
             for row in batch:
-                if row[2] in sources:
-                    sources[row[2]].add(row[3])
+                if row[2] in index:
+                    index[row[2]].append(row)
 
     def sources(self, kind: str) -> set[str]:
-        """The ``src`` of every recorded event of ``kind``, one of :data:`SOURCE_KINDS`.
-
-        Kept as events are recorded, so asking costs nothing at any trace size.
+        """The ``src`` of every recorded event of ``kind``, one of :data:`TRACKED_KINDS`.
 
         Raises:
             KeyError: ``kind`` is not tracked.
         """
-        if kind not in self._sources:
-            raise KeyError(f"sources of {kind!r} events are not tracked (only {SOURCE_KINDS})")
+        return {e.src for e in self.events_of(kind)}
+
+    def events_of(self, *kinds: str) -> list[Event]:
+        """The recorded events of ``kinds`` (each one of :data:`TRACKED_KINDS`), in order.
+
+        Indexed as events are recorded, so asking costs nothing at any trace
+        size, kept or not.
+
+        Raises:
+            KeyError: A kind is not tracked.
+        """
+        missing = [k for k in kinds if k not in self._tracked]
+        if missing:
+            raise KeyError(f"{missing[0]!r} events are not tracked (only {TRACKED_KINDS})")
         self._flush()
-        return set(self._sources[kind])
+        rows = sorted((row for k in kinds for row in self._tracked[k]), key=itemgetter(1))
+        return [Event(*row) for row in rows]
 
     @property
     def keep(self) -> bool:

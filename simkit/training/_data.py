@@ -10,6 +10,7 @@ and Synthetic(alpha, beta) is generated from the seed tree.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,9 +210,8 @@ class SyntheticClient:
         u_k, b_k = rng.normal(0.0, self.alpha), rng.normal(0.0, self.beta)
         n_k = _client_size(self.samples, self.k, rng)
         if self.iid:
-            shared = self.seed.numpy("synthetic", "global")
-            weight = shared.normal(0.0, 1.0, (d, c))
-            bias, mean_x = shared.normal(0.0, 1.0, c), np.full(d, b_k)
+            weight, bias = _global_model(self.seed.seed, self.seed.path, d, c)
+            mean_x = np.full(d, b_k)
         else:
             weight = rng.normal(u_k, 1.0, (d, c))
             bias = rng.normal(u_k, 1.0, c)
@@ -219,6 +219,15 @@ class SyntheticClient:
         std_x = np.arange(1, d + 1, dtype=np.float64) ** -0.6  # sqrt(j^-1.2)
         x = mean_x + rng.standard_normal((n_k, d)) * std_x
         return Dataset(x.astype(self.dtype), _softmax_argmax(x, weight, bias))
+
+
+@functools.lru_cache(maxsize=4)
+def _global_model(seed: int, path: tuple[str | int, ...], d: int, c: int) -> tuple[Array, Array]:
+    """Synthetic IID's shared model (drawn once per seed-tree node, read-only)."""
+    shared = SeedTree(seed, path).numpy("synthetic", "global")
+    weight, bias = shared.normal(0.0, 1.0, (d, c)), shared.normal(0.0, 1.0, c)
+    weight.flags.writeable = bias.flags.writeable = False
+    return weight, bias
 
 
 def synthetic(

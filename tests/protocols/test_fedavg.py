@@ -12,6 +12,7 @@ import pytest
 from protocols.fedavg import FedAvgCore, FedAvgOptions
 from simkit.runner import RunResult, run_scenario
 from simkit.scenario import ScenarioError, build, load_scenario
+from simkit.training import ModelUpdates
 
 SCENARIOS = Path(__file__).parents[2] / "scenarios"
 
@@ -91,6 +92,16 @@ def test_invalid_protocol_table_fails_the_run_with_one_line() -> None:
 def core_for(data: dict[str, Any]) -> FedAvgCore:
     setup = build(load_scenario(data)).setup
     return FedAvgCore(setup, FedAvgOptions.from_table(setup.protocol, "test"))
+
+
+def test_a_secure_sum_of_total_weight_zero_fails_the_round_not_the_server() -> None:
+    core = core_for(scenario())
+    zero = ModelUpdates.weighted(core.weights * 0.0, 0.0)
+    before = core.version
+    outcome = core.aggregate_sum(zero, ["c000", "c001"], {})
+    assert not outcome.updated
+    assert "total weight is 0" in outcome.reason
+    assert core.version == before
 
 
 def test_sampling_is_seeded_sized_and_sorted() -> None:

@@ -351,6 +351,21 @@ def test_federated_evaluation_asks_those_that_trained() -> None:
     assert record.replied == names[:3]
 
 
+def test_a_broken_evaluation_reply_fails_only_its_sender() -> None:
+    h = start(evaluate="clients", eval_every=1)
+    names = h.waiting()
+    h.feed([reply(h, c) for c in names])
+    broken = evaluation(names[0], 1, float("nan"))
+    h.feed([broken] + [evaluation(c, 1, 0.4) for c in names[1:]])
+    record = h.m.core.records[0]
+    assert record.eval_loss == pytest.approx(0.4)
+    assert record.replied == names  # it trained well; only its evaluation is refused
+    assert any(
+        line.startswith(f"{names[0]} failed round 1 (evaluate): bad EvaluationReply")
+        for line in h.logs
+    )
+
+
 def test_early_stopping_ends_the_run_with_its_reason() -> None:
     h = start(patience=1, stop_metric="loss")
     for _ in range(2):

@@ -132,6 +132,10 @@ def test_no_update_travels_in_clear() -> None:
             },
             "threshold 4 exceeds the cohort of 3 clients",
         ),
+        (
+            {"secagg": {"mode": "secagg", "clip": 1e300}},
+            r"secagg\.clip = 1e\+300 with secagg\.bits = 32 .* updates would round to zero",
+        ),
     ],
 )
 def test_unsupported_combinations_fail_with_one_line(changes: dict[str, Any], needle: str) -> None:

@@ -156,3 +156,23 @@ def test_fedbuff_takes_the_same_client_mods() -> None:
     assert clipped.summary()["weights_digest"] != plain.summary()["weights_digest"]
     with pytest.raises(ValueError, match=r"^x\.toml: protocol\.mods\[0\]\.max_norm: "):
         FedBuffOptions.from_table({"mods": [{"kind": "clip", "max_norm": -1}]}, "x.toml")
+
+
+def test_the_dp_fedavg_scenario_runs_and_its_overrides_work() -> None:
+    path = QUICKSTART.parent / "dp_fedavg.toml"
+    noisy = run_scenario(path)
+    assert noisy.rounds_completed == 10
+    quiet = run_scenario(
+        path,
+        overrides=['protocol.strategy={kind="dp-fedavg", clip_norm=0.5, noise_multiplier=0.0}'],
+    )
+    local = run_scenario(
+        path,
+        overrides=[
+            'protocol.strategy={kind="fedavg"}',
+            'protocol.mods=[{kind="clip", max_norm=0.5}, {kind="gaussian", std=0.05}]',
+        ],
+    )
+    digests = {r.summary()["weights_digest"] for r in (noisy, quiet, local)}
+    assert len(digests) == 3
+    assert quiet.rounds_completed == local.rounds_completed == 10

@@ -275,6 +275,18 @@ def test_over_tcp_a_hostile_client_fails_each_round_and_the_run_completes() -> N
     assert "answers round 6 before its request" in reasons[4]
 
 
+def test_over_tcp_fedbuff_fails_the_hostile_requests_and_completes() -> None:
+    start = time.monotonic()
+    table = quickstart({"name": "fedbuff", "buffer_size": 3})
+    result = run_with(FEDBUFF, TCP_VARIANTS, table, transport="tcp")
+    assert time.monotonic() - start < 15.0
+    assert result.transport == "tcp"
+    assert result.errors == []
+    assert result.rounds_completed == 5
+    assert all(HOSTILE not in r.replied for r in result.rounds)
+    assert logged(result, f"{HOSTILE} failed its request: bad ")
+
+
 # ----------------------------------------------------------------------------- generated
 
 

@@ -262,7 +262,7 @@ def test_a_server_that_accepts_a_stale_answer_is_found_and_shrunk_to_one_slow_cl
     assert scenario["protocol"]["round_timeout"] == 3.0  # the default: nothing else matters
 
 
-def test_a_client_using_the_global_rng_fails_the_determinism_recheck() -> None:
+def test_a_client_using_the_global_rng_fails_the_determinism_recheck(global_random: None) -> None:
     scenario = {
         "name": "noisy",
         "rounds": 1,

@@ -205,8 +205,11 @@ def test_trace_tracks_crash_sources_as_it_records() -> None:
     trace.record(0.0, "crash", "c1")
     trace.record(0.0, "send", "c2", "server", "TrainReply", 10)
     trace.record(1.0, "actor_error", "c3")
+    trace.record(2.0, "peer_down", "server", "c4")
     assert trace.sources("crash") == {"c1"}
     assert trace.sources("actor_error") == {"c3"}
+    kept = [e for e in trace.events if e.kind in ("crash", "peer_down")]
+    assert trace.events_of("peer_down", "crash") == kept
     with pytest.raises(KeyError, match="not tracked"):
         trace.sources("send")
 
