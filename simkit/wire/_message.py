@@ -11,24 +11,36 @@ from simkit.wire._base import DecodeError, _byte_view, _qualname
 from simkit.wire._base import tname as _tname
 from simkit.wire._fields import build, field_map
 from simkit.wire._pack import _pack_fields
-from simkit.wire._registry import _install, _registered_class
+from simkit.wire._registry import (
+    NameTaken,
+    _Codec,
+    claim,
+    message_names,
+    rank_of,
+    registered,
+)
 from simkit.wire._unpack import _Decoding, _unpack_doc
 
 # ----------------------------------------------------------------------------- messages
-
-_MESSAGES: dict[str, type[Message]] = {}
 
 
 class Message:
     """Base of application messages.
 
-    Subclasses are frozen, slotted dataclasses, registered under their class
-    name (or their ``typename`` class attribute) when defined::
+    Subclasses are frozen, slotted dataclasses, registered under a type name
+    when defined::
 
         @dataclass(frozen=True, slots=True)
         class TrainReply(Message):
             round: int
             weights: dict[str, np.ndarray]
+
+    The type name is the ``typename`` class attribute when the class sets one
+    (``"poll.Ask"``), else the class name (``"TrainReply"``); a class whose
+    class name another class already holds is registered under its qualified
+    name (``"mylib.messages.TrainReply"``), and the messages shipped with
+    simkit (packages ``simkit`` and ``protocols``) keep theirs whatever is
+    imported first (docs/wire-protocol.md, "Type names").
 
     Fields hold encodable values (see :mod:`simkit.wire._pack`). On decoding,
     lists become tuples where a field is annotated ``tuple``, and values are
@@ -37,6 +49,10 @@ class Message:
 
     Attributes:
         typename: The registered type name.
+
+    Raises:
+        TypeError: (on definition) ``typename`` is not a non-empty str, or it
+            is held by another class that does not give way.
     """
 
     __slots__ = ()
@@ -44,26 +60,28 @@ class Message:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("typename", cls.__name__)
+        explicit = "typename" in cls.__dict__
+        name = cls.__dict__["typename"] if explicit else cls.__name__
         if type(name) is not str or not name:
             raise TypeError(f"{_qualname(cls)}.typename must be a non-empty str, got {name!r}")
-        cls.typename = name
-        _register(cls, name)
+        cls.typename = _register(cls, name, explicit=explicit)
 
     def fields(self) -> dict[str, Any]:
         """The message's field map (its init fields by name), as encoded."""
         return field_map(self)
 
 
-def _register(cls: type[Message], name: str) -> None:
-    old = _registered_class(name)
-    if old is not None and not _same_class(old, cls):
+def _register(cls: type[Message], name: str, *, explicit: bool) -> str:
+    rank = rank_of(cls, explicit=explicit)
+    codec = _Codec(cls, name, Message.fields, functools.partial(build, cls), True, rank)
+    try:
+        return claim(codec, _same_class)
+    except NameTaken as taken:
         raise TypeError(
-            f"message type name {name!r} is already registered by {_qualname(old)}; "
-            f"cannot register {_qualname(cls)} (give it another `typename`)"
-        )
-    _install(cls, name, Message.fields, functools.partial(build, cls), fields=True)
-    _MESSAGES[name] = cls
+            f"message type name {taken.name!r} is already registered by "
+            f"{_qualname(taken.holder)}; cannot register {_qualname(cls)} "
+            "(give it another `typename`)"
+        ) from None
 
 
 def _same_class(old: type[Any], new: type[Any]) -> bool:
@@ -76,21 +94,26 @@ def _same_class(old: type[Any], new: type[Any]) -> bool:
     return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
 
 
+def _message_class(name: str) -> type[Message] | None:
+    codec = registered(name)
+    return codec.cls if codec is not None and codec.fields else None
+
+
 def message_type(name: str) -> type[Message]:
     """The message class registered as ``name``.
 
     Raises:
         KeyError: No message type has that name.
     """
-    try:
-        return _MESSAGES[name]
-    except KeyError:
-        raise KeyError(f"no message type is registered as {name!r}") from None
+    cls = _message_class(name)
+    if cls is None:
+        raise KeyError(f"no message type is registered as {name!r}")
+    return cls
 
 
 def registered_types() -> list[str]:
     """The names of all registered message types, sorted."""
-    return sorted(_MESSAGES)
+    return message_names()
 
 
 # ----------------------------------------------------------------------------- serialized
@@ -137,7 +160,7 @@ class SerializedMessage:
             DecodeError: The type is not registered, or the payload is
                 malformed or does not fit the type's fields.
         """
-        cls = _MESSAGES.get(self.type)
+        cls = _message_class(self.type)
         if cls is None:
             raise DecodeError(f"unknown message type {self.type!r}")
         try:
