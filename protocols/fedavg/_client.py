@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,18 @@ _REQUESTS = (TrainRequest, EvaluationRequest)
 def client_checkpoint_path(directory: Path, name: str) -> Path:
     """Where client ``name`` keeps its state inside a checkpoint directory."""
     return directory / "clients" / f"{name}.npz"
+
+
+_CAPS: dict[int, float] = {}
+
+
+def _weight_cap(setup: ScenarioSetup) -> float:
+    """:func:`weight_cap` once per setup (it reads every client's shard size)."""
+    key = id(setup)
+    if key not in _CAPS:
+        _CAPS[key] = weight_cap(setup)
+        weakref.finalize(setup, _CAPS.pop, key, None)
+    return _CAPS[key]
 
 
 class FedAvgClient(Actor):
@@ -97,7 +110,7 @@ class FedAvgClient(Actor):
         self.version = -1
         self.mods = load_mods(setup.protocol.get("mods", ()))  # checked by the plugin
         self.secagg = SecAggSettings.from_table(setup.secagg, setup.name)
-        self._weight_cap = weight_cap(setup) if self.secagg is not None else 1.0
+        self._weight_cap = _weight_cap(setup) if self.secagg is not None else 1.0
         self._secure: npt.NDArray[np.float64] | None = None  # the next secure-sum input
         # round -> the input this client fed the secure sum (kept for the first
         # two rounds only: the report's teaching view shows one)

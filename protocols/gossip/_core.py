@@ -18,12 +18,15 @@ A round ``r`` of decentralized SGD (D-PSGD, Lian et al. 2017) at one peer:
 4. **share** the trained weights with every connected neighbour;
 5. **collect** their shares of round ``r`` until each expected neighbour has
    answered, gone away, or moved on to a later round, or until ``timeout``
-   seconds after sharing (a silent neighbour is skipped);
+   seconds after sharing (a silent neighbour is skipped); a neighbour that
+   connects meanwhile, or reconnects (a restarted one: a new session), is
+   sent the share too and waited for;
 6. **average** the trained weights with the shares heard (uniform weights,
    own first, then by neighbour name) and **record** the round.
 
 Before its first round a peer **gathers**: it dials and waits (up to
-``timeout``, looking again every :data:`RETRY` seconds) until every
+``timeout``, looking again after :data:`RETRY` seconds, then twice as long
+each time, waking at once for a join or a share) until every
 neighbour is connected, so that round 1 already has the whole graph. A
 restarted peer (``rejoining=True``) gathers until a share arrives instead:
 it then knows the others' round and catches up before training rather than
@@ -38,8 +41,8 @@ its state is bounded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from protocols.gossip._messages import Share
@@ -67,7 +70,7 @@ __all__ = [
 ]
 
 RETRY = 0.5
-"""Seconds between two looks while gathering (dials of neighbours not up yet)."""
+"""Seconds before the first look again while gathering (then doubling)."""
 
 # ----------------------------------------------------------------------------- commands
 
@@ -138,17 +141,20 @@ Command: TypeAlias = Listen | Look | Connect | Train | Send | Wait | Record | St
 
 @dataclass(frozen=True, slots=True)
 class Peers:
-    """The peers connected now."""
+    """The peers connected now, and each one's session number where known (a
+    peer that reconnected has a new one; unknown: 0)."""
 
     connected: frozenset[str]
+    sessions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The outcome of :class:`Connect`."""
+    """The outcome of :class:`Connect` (``session``: the new connection's number)."""
 
     peer: str
     ok: bool
+    session: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +257,15 @@ class GossipCore:
         self.timeout = float(timeout)
         self.round = 1
         self.connected: frozenset[str] = frozenset()
+        self._sessions: dict[str, int] = {}
+        self._shared: dict[str, int] = {}  # neighbour -> session this round's share went to
+        self._sending: tuple[str, ...] = ()
         self.rejected = 0
         self._phase = "listen"
         self._rejoining = rejoining
         self._gathering = True
         self._gather_until: float | None = None
+        self._retry = RETRY
         self._heard: dict[str, Weights] = {}  # neighbour -> its share of this round
         self._ahead: dict[str, tuple[int, Weights]] = {}  # its newest share of a later round
         self._dial: list[str] = []
@@ -297,26 +307,28 @@ class GossipCore:
             RuntimeError: An event the last command cannot have produced.
         """
         match event:
-            case Peers(connected):
-                self.connected = connected
+            case Peers(connected, sessions):
+                self.connected, self._sessions = connected, dict(sessions)
                 if self._phase == "looking":
                     self._dial = [n for n in self.neighbours if n > self.name]
                     self._dial = [n for n in self._dial if n not in connected]
                     self._phase = "dial"
                 elif self._phase == "gathering":
                     self._phase = "look"
-            case Connected(peer, ok) if self._phase == "dial":
+            case Connected(peer, ok, session) if self._phase == "dial":
                 self._dial.remove(peer)
                 if ok:
                     self.connected = self.connected | {peer}
+                    self._sessions[peer] = session
             case Trained(round, weights, loss) if self._phase == "training":
                 self._check_round(round)
                 self.weights, self._loss = weights, loss
                 self._phase = "share"
             case Sent(failed) if self._phase == "sending":
-                self._expected = tuple(n for n in self._expected if n not in failed)
+                reached = [n for n in self._sending if n not in failed]
+                self._shared.update((n, self._sessions.get(n, 0)) for n in reached)
+                self._expected = tuple(sorted({*self._expected, *reached}))
                 self.connected = self.connected - set(failed)
-                self._deadline = now + self.timeout
                 self._phase = "collect"
             case Arrived(src, share) if self._phase in ("gathering", "collect"):
                 self._take(src, share)
@@ -338,7 +350,8 @@ class GossipCore:
             self._gathering = False
             return self._begin_round(now)
         self._phase = "gathering"
-        return Wait((), min(RETRY, self._gather_until - now), joins=True)
+        wait, self._retry = min(self._retry, self._gather_until - now), 2 * self._retry
+        return Wait((), wait, joins=True)
 
     def _gathered(self) -> bool:
         if self._rejoining:
@@ -367,20 +380,25 @@ class GossipCore:
                     self._heard[n] = w
 
     def _next_share(self, now: float) -> Command:
-        targets = tuple(n for n in self.neighbours if n in self.connected)
-        self._expected = targets
-        if not targets:
-            self._phase = "collect"
-            self._deadline = now
-            return self.next_command(now)
-        self._phase = "sending"
-        return Send(targets, Share(self.round, self.weights))
+        self._expected, self._shared = (), {}
+        self._deadline = now + self.timeout
+        self._phase = "collect"
+        return self.next_command(now)
 
     def _next_collect(self, now: float) -> Command:
-        waiting = self._unresolved()
-        if waiting and now < self._deadline:
-            return Wait(waiting, self._deadline - now)
+        if now < self._deadline:
+            fresh = tuple(n for n in self.neighbours if self._needs_share(n))
+            if fresh:  # the round's share, or a (re)connected neighbour's
+                self._phase, self._sending = "sending", fresh
+                return Send(fresh, Share(self.round, self.weights))
+            waiting = self._unresolved()
+            if waiting:
+                return Wait(waiting, self._deadline - now, joins=True)
         return self._finish(now)
+
+    def _needs_share(self, n: str) -> bool:
+        """Connected, and not yet sent this round's share on its current session."""
+        return n in self.connected and self._shared.get(n) != self._sessions.get(n, 0)
 
     def _finish(self, now: float) -> Command:
         heard = dict(sorted(self._heard.items()))

@@ -97,13 +97,13 @@ class GossipPeer(Actor):
             case Listen(admit):
                 ctx.listen(admit=admit)
             case Look():
-                return Peers(frozenset(ctx.peers()))
+                return _peers(ctx)
             case Connect(peer):
                 try:
                     await ctx.connect(peer, timeout=self.options.connect_timeout)
                 except (ConnectError, TimeoutError):
                     return Connected(peer, False)
-                return Connected(peer, True)
+                return Connected(peer, True, ctx.session(peer))
             case Train(r, weights):
                 return await self._train(ctx, manager, r, weights)
             case Send(peers, message):
@@ -111,7 +111,7 @@ class GossipPeer(Actor):
             case Wait(watch, timeout, joins):
                 got = await ctx.wait_any(Share, watch=watch, joins=joins, timeout=timeout)
                 if got is None:
-                    return Peers(frozenset(ctx.peers()))
+                    return _peers(ctx)
                 try:
                     share = got.decode()
                 except (DecodeError, ValueError, TypeError):
@@ -143,3 +143,8 @@ class GossipPeer(Actor):
         update = result.updates
         new = weights + update.updates / update.weight if update.weight > 0 else weights
         return Trained(r, new, float(result.metrics["loss"].result()))
+
+
+def _peers(ctx: Context) -> Peers:
+    names = ctx.peers()
+    return Peers(frozenset(names), {n: ctx.session(n) for n in names})

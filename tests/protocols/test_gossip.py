@@ -27,8 +27,8 @@ SCENARIO = ROOT / "scenarios" / "gossip.toml"
 
 # Pinned: same scenario and seed, same trace and weights on any machine.
 DIGESTS = (
-    "20bca704561b14085d12d6cf9816b8600738528490d9de5ed4077e442687b3d5",
-    "564d3e53a360568e8246df21fb6f5b3bf61d32b5c110998501a51f3920a364b4",
+    "0b752768c75ab92ab4d5235c9cdf5b5a4cde476a9cfc5ef0bcc2f69caea1880a",
+    "6f46a1a1aa17ccb33c1280dffe9f628844d7d7e299ef8b37a073c2e76de0edb7",
 )
 
 

@@ -73,9 +73,9 @@ def train_and_share(core: GossipCore, now: float, trained: float) -> None:
 def test_a_round_averages_the_trained_weights_with_the_neighbours_shares() -> None:
     core = started()
     train_and_share(core, 1.0, 2.0)
-    assert core.next_command(1.0) == Wait(("a", "c"), 5.0)
+    assert core.next_command(1.0) == Wait(("a", "c"), 5.0, joins=True)
     core.handle(Arrived("a", Share(1, w(4.0))), 1.5)
-    assert core.next_command(1.5) == Wait(("c",), 4.5)
+    assert core.next_command(1.5) == Wait(("c",), 4.5, joins=True)
     core.handle(Arrived("c", Share(1, w(6.0))), 2.0)
     record = core.next_command(2.0)
     assert isinstance(record, Record)
@@ -89,7 +89,7 @@ def test_a_silent_neighbour_is_skipped_at_the_deadline() -> None:
     core = started()
     train_and_share(core, 1.0, 2.0)
     core.handle(Arrived("a", Share(1, w(4.0))), 2.0)
-    assert core.next_command(2.0) == Wait(("c",), 4.0)
+    assert core.next_command(2.0) == Wait(("c",), 4.0, joins=True)
     core.handle(Peers(frozenset({"a", "c"})), 6.0)  # the wait timed out
     record = core.next_command(6.0)
     assert isinstance(record, Record)
@@ -101,7 +101,7 @@ def test_a_neighbour_that_went_away_is_not_waited_for() -> None:
     core = started()
     train_and_share(core, 1.0, 2.0)
     core.handle(Peers(frozenset({"c"})), 1.2)  # a went away
-    assert core.next_command(1.2) == Wait(("c",), pytest.approx(4.8))
+    assert core.next_command(1.2) == Wait(("c",), pytest.approx(4.8), joins=True)
     core.handle(Arrived("c", Share(1, w(2.0))), 1.3)
     record = core.next_command(1.3)
     assert isinstance(record, Record)
@@ -115,7 +115,19 @@ def test_an_unreachable_neighbour_is_not_sent_to() -> None:
     core.handle(Trained(1, w(1.0)), 1.0)
     assert core.next_command(1.0) == Send(("a", "c"), Share(1, w(1.0)))
     core.handle(Sent(("c",)), 1.0)
-    assert core.next_command(1.0) == Wait(("a",), 5.0)
+    assert core.next_command(1.0) == Wait(("a",), 5.0, joins=True)
+
+
+def test_a_neighbour_that_reconnects_mid_round_is_sent_the_share_again() -> None:
+    core = started()
+    train_and_share(core, 1.0, 2.0)
+    # c restarted: its old connection (where our share went) is replaced by a new one
+    core.handle(Peers(frozenset({"a", "c"}), {"a": 0, "c": 7}), 1.5)
+    assert core.next_command(1.5) == Send(("c",), Share(1, w(2.0)))
+    core.handle(Sent(()), 1.5)
+    assert core.next_command(1.5) == Wait(("a", "c"), 4.5, joins=True)  # same deadline
+    core.handle(Peers(frozenset({"a", "c"}), {"a": 0, "c": 7}), 2.0)
+    assert core.next_command(2.0) == Wait(("a", "c"), 4.0, joins=True)  # no second copy
 
 
 def test_late_and_repeated_shares_are_counted_and_ignored() -> None:
@@ -132,7 +144,7 @@ def test_late_and_repeated_shares_are_counted_and_ignored() -> None:
     core.handle(Peers(frozenset({"a", "c"})), 2.0)
     train_and_share(core, 2.0, 1.0)
     core.handle(Arrived("c", Share(1, w(9.0))), 2.1)  # round 1: stale now
-    assert core.next_command(2.1) == Wait(("a", "c"), pytest.approx(4.9))
+    assert core.next_command(2.1) == Wait(("a", "c"), pytest.approx(4.9), joins=True)
 
 
 def test_a_neighbour_in_a_later_round_counts_as_moved_on_and_is_kept() -> None:
@@ -224,7 +236,7 @@ def test_bad_shares_are_rejected_not_fatal(src: str, share: Share | None) -> Non
     train_and_share(core, 1.0, 2.0)
     core.handle(Arrived(src, share), 1.1)
     assert core.rejected == 1
-    assert core.next_command(1.1) == Wait(("a", "c"), pytest.approx(4.9))
+    assert core.next_command(1.1) == Wait(("a", "c"), pytest.approx(4.9), joins=True)
 
 
 def test_the_last_round_stops_and_events_out_of_turn_are_refused() -> None:
@@ -245,8 +257,8 @@ NEIGHBOURS = ("a", "c", "d")
 
 
 class GossipPeerMachine(RuleBasedStateMachine):
-    """Rules: a share (late, current, ahead), a neighbour dropping or rejoining,
-    garbage, the deadline. The harness answers every other command itself."""
+    """Rules: a share (late, current, ahead), a neighbour dropping, rejoining or
+    reconnecting, garbage, the deadline. The harness answers every other command."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,6 +266,8 @@ class GossipPeerMachine(RuleBasedStateMachine):
         self.core = GossipCore("b", NEIGHBOURS, w(0.0), rounds=self.rounds, timeout=5.0)
         self.now = 0.0
         self.up = set(NEIGHBOURS)
+        self.sessions = dict.fromkeys(NEIGHBOURS, 1)
+        self.shared: dict[str, tuple[int, int]] = {}  # neighbour -> (round, session) sent on
         self.records: list[LocalRound] = []
         self.trained: dict[int, float] = {}
         self.sent_at = 0.0
@@ -263,7 +277,7 @@ class GossipPeerMachine(RuleBasedStateMachine):
         self._advance()
 
     def _peers(self) -> Peers:
-        return Peers(frozenset(self.up))
+        return Peers(frozenset(self.up), {n: self.sessions[n] for n in self.up})
 
     def _advance(self) -> None:
         """Answer commands until the core waits or stops."""
@@ -276,7 +290,10 @@ class GossipPeerMachine(RuleBasedStateMachine):
                 case Look():
                     self.core.handle(self._peers(), self.now)
                 case Connect(peer):
-                    self.core.handle(Connected(peer, peer in self.up), self.now)
+                    self.sessions[peer] += 1  # a dial is a new connection
+                    self.core.handle(
+                        Connected(peer, peer in self.up, self.sessions[peer]), self.now
+                    )
                 case Train(r, _):
                     self.counter += 1
                     self.trained[r] = float(self.counter)
@@ -286,9 +303,14 @@ class GossipPeerMachine(RuleBasedStateMachine):
                     assert message.round == self.core.round
                     self.sent_at = self.now
                     failed = tuple(p for p in peers if p not in self.up)
+                    for p in peers:
+                        self.shared[p] = (message.round, self.sessions[p])
                     self.core.handle(Sent(failed), self.now)
                 case Wait():
                     assert command.timeout > 0
+                    if command.watch:  # collecting: every connected neighbour has our share
+                        for n in self.up:
+                            assert self.shared.get(n) == (self.core.round, self.sessions[n]), n
                     self.waiting = command
                     return
                 case Stop():
@@ -329,6 +351,14 @@ class GossipPeerMachine(RuleBasedStateMachine):
     @rule(src=st.sampled_from(NEIGHBOURS))
     def rejoin(self, src: str) -> None:
         self.up.add(src)
+        self._answer(self._peers())
+
+    @precondition(lambda self: self.waiting is not None)
+    @rule(src=st.sampled_from(NEIGHBOURS))
+    def reconnect(self, src: str) -> None:
+        """``src`` restarted and joined again: a new session."""
+        self.up.add(src)
+        self.sessions[src] += 1
         self._answer(self._peers())
 
     @precondition(lambda self: self.waiting is not None)
