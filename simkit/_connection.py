@@ -38,6 +38,9 @@ from simkit.messages import ActionMessage, Send, SerializedMessage
 __all__ = ["Connection", "Owner", "Rejected"]
 
 
+_TICK = Tick()  # one is enough: it carries nothing
+
+
 class Rejected(ConnectError):
     """The server answered ``Join`` with ``Reject``."""
 
@@ -145,7 +148,7 @@ class Connection:
 
     def _join_timer(self) -> None:
         if self.session.state is SessionState.JOINING:
-            self._feed(Tick())
+            self._feed(_TICK)
 
     def start_heartbeats(self) -> None:
         """Arm the heartbeat timer (an open session with heartbeats on)."""
@@ -155,7 +158,7 @@ class Connection:
 
     def _tick(self) -> None:
         self._timer = None
-        self._feed(Tick())
+        self._feed(_TICK)
         if self._timer is None and self.is_open:
             self.start_heartbeats()
 

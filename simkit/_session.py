@@ -77,26 +77,26 @@ class SessionState(enum.Enum):
 # ----------------------------------------------------------------------------- local events
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Closed:
     """The channel closed under us (the peer closed, or the link broke)."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
     """A timer the driver armed (at :meth:`Session.next_timer`) fell due."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Broken:
     """A transmit the session asked for failed."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Leave:
     """The actor ends the session: say ``Drop(reason)`` if open (``word``), then close."""
 
@@ -110,7 +110,7 @@ Event = ActionMessage | Closed | Tick | Broken | Leave
 # ----------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transmit:
     """Send ``msg`` to the peer. If it fails and ``must``, feed back :class:`Broken`."""
 
@@ -118,21 +118,21 @@ class Transmit:
     must: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deliver:
     """An application message arrived: put it in the mailbox."""
 
     payload: SerializedMessage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Opened:
     """The session is open with ``peer`` (it joined us, or we joined it)."""
 
     peer: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refused:
     """We refused ``name``'s ``Join`` (a ``Transmit(Reject)`` and an ``Ended`` follow)."""
 
@@ -141,7 +141,7 @@ class Refused:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JoinFailed:
     """Our ``Join`` failed: ``"rejected"`` (with the server's flag) or ``"closed"``."""
 
@@ -150,21 +150,21 @@ class JoinFailed:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Violation:
     """The peer broke the session protocol (to record)."""
 
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lost:
     """The open session is over: the peer is gone for ``reason``."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ended:
     """Close the channel (with ``reason``, for the peer) and disarm the timer."""
 
@@ -208,6 +208,7 @@ class JoinPolicy:
 
 S = SessionState
 _OPEN = SessionState.OPEN  # module constants: enum attribute access is slow on hot paths
+_CLOSED = SessionState.CLOSED
 
 #: ``(state, event kind) -> (next state, action)``: every transition, in one place.
 #: Kinds: ``join``/``join-refused`` (a Join, judged by the policy), ``accept``,
@@ -238,6 +239,12 @@ TRANSITIONS: dict[tuple[SessionState, str], tuple[SessionState, str]] = {
     (S.OPEN, "silent"): (S.CLOSED, "silent"),
     (S.OPEN, "leave"): (S.CLOSED, "leave"),
 }
+
+#: Kinds of the action messages (a Join is judged by the policy first), for the
+#: liveness monitor: any of these arriving on an open session is a sign of life.
+_MESSAGE_KINDS = frozenset(
+    {"join", "join-refused", "accept", "reject", "send", "ping", "pong", "drop", "other"}
+)
 
 _KINDS: dict[type, str] = {
     Accept: "accept",
@@ -288,17 +295,24 @@ class Session:
 
     def receive(self, event: Event, now: float) -> list[Effect]:
         """Feed one event; return the effects to carry out, in order."""
-        if self.state is S.CLOSED:
+        state = self.state
+        if state is _OPEN:  # the heartbeat rows, (OPEN, ping) and (OPEN, tick), looked up fast
+            cls = type(event)
+            if cls is Ping:
+                self.monitor.last_heard = now
+                return self._answer_ping(event, now)
+            if cls is Tick and not self.monitor.is_gone(now):
+                return self._heartbeat(event, now)
+        elif state is _CLOSED:
             return []
-        kind = self._classify(event, now)
-        if self.state is S.OPEN and isinstance(event, ActionMessage):
-            self.monitor.heard(now)
-        step = TRANSITIONS.get((self.state, kind))
+        kind = _KINDS.get(type(event)) or self._classify(event, now)
+        if state is _OPEN and kind in _MESSAGE_KINDS:
+            self.monitor.last_heard = now
+        step = _STEPS.get((state, kind))
         if step is None:
             return self._violation(event)
-        self.state, action = step
-        act: Callable[[Event, float], list[Effect]] = getattr(self, "_" + action)
-        return act(event, now)
+        self.state, act = step
+        return act(self, event, now)
 
     def data(self, event: Event, now: float) -> bool:
         """The hot row of the table, ``(OPEN, send) -> (OPEN, deliver)``, without effects.
@@ -330,6 +344,7 @@ class Session:
     # -- classification ------------------------------------------------------------------
 
     def _classify(self, event: Event, now: float) -> str:
+        """The kind of an event whose type alone does not say it (see :data:`TRANSITIONS`)."""
         if isinstance(event, Join):
             return "join" if self.policy.problem(event) is None else "join-refused"
         if isinstance(event, Tick):
@@ -338,7 +353,7 @@ class Session:
             if self.state is S.OPEN and self.monitor.is_gone(now):
                 return "silent"
             return "tick"
-        return _KINDS.get(type(event), "other")
+        return "other"
 
     # -- actions: each returns the effects of one transition -----------------------------
 
@@ -441,3 +456,9 @@ class Session:
             effects = [Violation(detail), Lost(f"protocol error: {detail}")]
         self.state = S.CLOSED
         return effects
+
+
+#: :data:`TRANSITIONS` with each action resolved to its method, once.
+_STEPS: dict[tuple[SessionState, str], tuple[SessionState, Callable[..., list[Effect]]]] = {
+    key: (target, getattr(Session, "_" + action)) for key, (target, action) in TRANSITIONS.items()
+}

@@ -231,3 +231,19 @@ def test_heartbeats_off_means_no_timer() -> None:
 
 def test_repr() -> None:
     assert repr(Session(S.JOINING, "peer", HB, 0.0)) == "<Session peer JOINING>"
+
+
+def test_the_data_fast_path_is_the_send_row() -> None:
+    pair = open_pair()
+    payload = SerializedMessage.from_message(SessionNote(1))
+    assert pair.server.data(Send(payload.type, payload), 2.0)
+    assert pair.server.monitor.last_heard == 2.0
+    assert not pair.server.data(Ping(1), 2.0)
+    joining = Session(S.JOINING, "peer", HB, 0.0)
+    assert not joining.data(Send(payload.type, payload), 1.0)
+    assert kinds(joining.receive(Send(payload.type, payload), 1.0)) == ["Violation", "Ended"]
+
+
+def test_an_unknown_event_is_a_violation() -> None:
+    pair = open_pair()
+    assert kinds(pair.server.receive(object(), 1.0)) == ["Violation", "Lost"]  # type: ignore[arg-type]
