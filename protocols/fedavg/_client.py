@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,18 @@ _REQUESTS = (TrainRequest, EvaluationRequest)
 def client_checkpoint_path(directory: Path, name: str) -> Path:
     """Where client ``name`` keeps its state inside a checkpoint directory."""
     return directory / "clients" / f"{name}.npz"
+
+
+_CAPS: dict[int, float] = {}
+
+
+def _weight_cap(setup: ScenarioSetup) -> float:
+    """:func:`weight_cap` once per setup (it reads every client's shard size)."""
+    key = id(setup)
+    if key not in _CAPS:
+        _CAPS[key] = weight_cap(setup)
+        weakref.finalize(setup, _CAPS.pop, key, None)
+    return _CAPS[key]
 
 
 class FedAvgClient(Actor):
@@ -97,7 +110,7 @@ class FedAvgClient(Actor):
         self.version = -1
         self.mods = load_mods(setup.protocol.get("mods", ()))  # checked by the plugin
         self.secagg = SecAggSettings.from_table(setup.secagg, setup.name)
-        self._weight_cap = weight_cap(setup) if self.secagg is not None else 1.0
+        self._weight_cap = _weight_cap(setup) if self.secagg is not None else 1.0
         self._secure: npt.NDArray[np.float64] | None = None  # the next secure-sum input
         # round -> the input this client fed the secure sum (kept for the first
         # two rounds only: the report's teaching view shows one)
@@ -195,7 +208,13 @@ class FedAvgClient(Actor):
             spent = planned_evaluation(self.manager, ins)
         if spent > 0:
             await ctx.compute(spent)
-        outcome, state = await waiter
+        try:
+            outcome, state = await waiter
+        except Exception as exc:  # the job never ran: not picklable, a worker died ...
+            text = f"the {pool.kind} executor could not run the round: {type(exc).__name__}: {exc}"
+            if isinstance(ins, TrainInstructions):
+                return Error(request.round, "train", text)
+            return Error(request.round, "evaluate", text)
         self.manager.load_state_dict(state)
         return self._answer(request, outcome)[0]
 
