@@ -732,3 +732,67 @@ def test_a_message_class_that_is_not_a_dataclass_is_a_decode_error() -> None:
 
     with pytest.raises(DecodeError, match=r"Loose: .* is not a dataclass"):
         raw_send("Loose", {}).decode()
+
+
+# ----------------------------------------------------------------------------- name claims
+
+CLAIMS = st.lists(
+    st.tuples(
+        st.sampled_from(["simkit.a", "protocols.b", "user", "other.mod"]),  # module
+        st.sampled_from(["A", "B"]),  # class name
+        st.sampled_from([None, "A", "B", "user.A", "x.A"]),  # explicit typename
+    ),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda claim: (claim[0], claim[1]),  # one class per module and name
+)
+
+
+def _claim_all(claims: list[tuple[type[Any], str | None]]) -> dict[type[Any], str] | None:
+    """Register the classes in order in an empty registry: their names, or None if one fails."""
+    from simkit.wire import _registry
+
+    saved = _registry._BY_NAME, _registry._BY_TYPE
+    _registry._BY_NAME, _registry._BY_TYPE = {}, {}
+    try:
+        for cls, typename in claims:
+            rank = _registry.rank_of(cls, explicit=typename is not None)
+            codec = _registry._Codec(cls, typename or cls.__name__, str, str, True, rank)
+            cls.typename = _registry.claim(codec, lambda old, new: old is new)
+        assert len(_registry._BY_NAME) == len(claims)  # one name each
+        return {cls: codec.name for cls, codec in _registry._BY_TYPE.items()}
+    except _registry.NameTaken:
+        return None
+    finally:
+        _registry._BY_NAME, _registry._BY_TYPE = saved
+
+
+@given(CLAIMS, st.randoms(use_true_random=False))
+@settings(max_examples=300, deadline=None)
+def test_builtin_and_explicit_names_do_not_depend_on_the_import_order(
+    specs: list[tuple[str, str, str | None]], random: Any
+) -> None:
+    classes = [
+        (type(name, (), {"__module__": module}), typename) for module, name, typename in specs
+    ]
+    shuffled = list(classes)
+    random.shuffle(shuffled)
+    first, second = _claim_all(classes), _claim_all(shuffled)
+    assert (first is None) == (second is None)
+    if first is None or second is None:
+        return
+    for cls, typename in classes:
+        if typename is not None or cls.__module__.split(".")[0] in ("simkit", "protocols"):
+            assert first[cls] == second[cls] == (typename or cls.__name__)
+        else:
+            assert first[cls] in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
+
+
+def test_simkit_codec_and_messages_re_export_the_wire() -> None:
+    import simkit.codec
+    import simkit.messages
+    import simkit.wire
+
+    for module in (simkit.codec, simkit.messages):
+        assert all(getattr(module, name) is getattr(simkit.wire, name) for name in module.__all__)
+    assert sorted({*simkit.codec.__all__, *simkit.messages.__all__}) == sorted(simkit.wire.__all__)

@@ -33,9 +33,9 @@ from simkit.channels._framing import (
 )
 from simkit.channels._tcpio import LinkBroken, TransportIO
 from simkit.channels.memory import TraceSink
-from simkit.codec import DecodeError
-from simkit.messages import (
+from simkit.wire import (
     ActionMessage,
+    DecodeError,
     Join,
     Reject,
     Send,

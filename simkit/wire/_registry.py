@@ -89,7 +89,7 @@ def claim(codec: _Codec, replaces: Callable[[type[Any], type[Any]], bool]) -> st
     holder = _BY_NAME.get(codec.name)
     if holder is None or replaces(holder.cls, codec.cls):
         return _put(dataclasses.replace(codec, rank=codec.rank if holder is None else holder.rank))
-    if holder.rank == DEFAULT and codec.rank > DEFAULT:
+    if holder.rank == DEFAULT < codec.rank and holder.name != qualified_name(holder.cls):
         _move(holder)
         return _put(codec)
     if codec.rank > DEFAULT:
