@@ -25,6 +25,7 @@ Usage::
     python bench/bench_scale.py peers [--dims 100 10000]
     python bench/bench_scale.py scale [--clients 1000 10000 100000]
     python bench/bench_scale.py executor
+    python bench/bench_scale.py [--quick]   # scale (1k, 10k [, 100k]): what run_all.py runs
 """
 
 from __future__ import annotations
@@ -193,18 +194,21 @@ def scale(clients: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=["peers", "scale", "executor"])
+    parser.add_argument("case", nargs="?", default="scale", choices=["peers", "scale", "executor"])
+    parser.add_argument("--quick", action="store_true", help="small sizes (run_all.py --quick)")
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--clients", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/simkit-bench"))
     args = parser.parse_args()
+    if args.quick:
+        args.dims, args.clients = [100], [1_000, 10_000]
     if args.case == "peers":
         out = [peers(dim, args.data_dir) for dim in args.dims]
     elif args.case == "executor":
         out = [executor("inline", 1, args.data_dir), executor("process", 2, args.data_dir)]
     else:
         out = [scale(n) for n in args.clients]
-    print(json.dumps(out, indent=2))
+    print(json.dumps({args.case: out}, indent=2))
 
 
 if __name__ == "__main__":

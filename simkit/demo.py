@@ -19,8 +19,8 @@ from simkit.actors import Actor, Context, PeerGone
 from simkit.channels import ConnectError, ConnectRefused, LinkModel, LogNormal, NetworkModel
 from simkit.faults import Crash, FaultSchedule, Heal, Partition, Restart
 from simkit.heartbeat import HeartbeatConfig
-from simkit.messages import Message
 from simkit.simulation import Simulation, SimulationResult
+from simkit.wire import Message
 
 __all__ = ["Coordinator", "Work", "WorkDone", "Worker", "build_demo", "run_demo"]
 

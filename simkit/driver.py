@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
-from simkit.messages import Message
+from simkit.wire import Message
 
 if TYPE_CHECKING:
     from simkit.actors import Context, Received

@@ -44,8 +44,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from simkit.codec import DecodeError
-from simkit.messages import Message
 from simkit.training import (
     Aggregate,
     AuxVar,
@@ -56,6 +54,7 @@ from simkit.training import (
     TrainResult,
     Weights,
 )
+from simkit.wire import DecodeError, Message
 
 __all__ = [
     "Bad",

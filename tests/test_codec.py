@@ -19,11 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
 from simkit.codec import (
-    _NEEDS_HOOK,
     DecodeError,
     EncodeError,
-    _pack,
-    _pack_fields,
     canonical_digest,
     pack_value,
     packb,
@@ -31,6 +28,7 @@ from simkit.codec import (
     unpack_value,
     unpackb,
 )
+from simkit.wire._pack import _NEEDS_HOOK, _pack, _pack_fields
 
 # ----------------------------------------------------------------------------- strategies
 

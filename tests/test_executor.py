@@ -96,3 +96,23 @@ def test_quickstart_digests_are_the_same_on_a_process_pool() -> None:
         return s["trace_digest"], s["weights_digest"]
 
     assert digests("process") == digests("inline")
+
+
+def test_a_round_the_executor_cannot_run_fails_that_round_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("protocols.fedavg")
+    from simkit.runner import run_scenario
+    from simkit.scenario import _build
+    from simkit.training import LogisticRegression
+
+    # a lambda cannot be pickled to a worker process
+    monkeypatch.setattr(_build, "_model_factory", lambda *a: lambda: LogisticRegression(20, 5))
+    result = run_scenario(
+        "scenarios/quickstart.toml",
+        overrides={"execution.executor": "process", "execution.workers": 1, "rounds": 1},
+    )
+    result.setup.close()
+    assert result.errors == []  # no client crashed
+    assert result.rounds_completed == 0
+    assert len(result.rounds[0].failed) == 10

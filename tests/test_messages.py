@@ -28,8 +28,6 @@ from simkit.messages import (
     Reject,
     Send,
     SerializedMessage,
-    _decode_action,
-    _decode_send_fast,
     body_size,
     decode_action,
     encode_action,
@@ -38,6 +36,7 @@ from simkit.messages import (
     registered_types,
     version_compatible,
 )
+from simkit.wire._body import _decode_action, _decode_send_fast
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +114,96 @@ def test_messages_register_automatically_as_final_slotted_classes() -> None:
     assert registered_types() == sorted(registered_types())
 
 
-def test_a_different_class_under_a_taken_name_is_a_type_error() -> None:
+def test_a_second_class_of_a_taken_class_name_gets_its_qualified_name() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Update(Message):  # same class name as the module's Update, no typename
+        x: int
+
+    qualified = f"{__name__}.{Update.__qualname__}"
+    assert Update.typename == qualified
+    assert qualified.endswith(
+        "test_messages.test_a_second_class_of_a_taken_class_name_gets_its_qualified_name.<locals>.Update"
+    )
+    assert message_type(qualified) is Update
+    assert message_type("Update") is globals()["Update"]
+    back = received(Update(7))
+    assert back.type == qualified
+    assert back.decode() == Update(7)
+
+
+def test_an_explicit_typename_held_by_another_is_a_type_error() -> None:
     with pytest.raises(
-        TypeError, match=r"'Update'.*test_messages\.Update.*test_messages\..*Update"
+        TypeError, match=r"'test\.envelope'.*test_messages\.Envelope.*test_messages\..*Other"
     ):
 
         @dataclass(frozen=True, slots=True)
-        class Update(Message):  # same name, different qualname
-            x: int
+        class Other(Message):
+            typename: ClassVar[str] = "test.envelope"
+
+
+def define(name: str, *, module: str | None = None, typename: str | None = None) -> Any:
+    """A message class ``name``, in ``module`` (default: this one), with a typename or not."""
+    namespace: dict[str, Any] = {"__annotations__": {"x": int}}
+    if module is not None:
+        namespace["__module__"] = module
+    if typename is not None:
+        namespace["typename"] = typename
+        namespace["__annotations__"]["typename"] = ClassVar[str]
+    return dataclass(frozen=True, slots=True)(type(name, (Message,), namespace))
+
+
+@pytest.mark.parametrize("builtin_first", [True, False])
+def test_a_builtin_message_keeps_its_class_name_whatever_is_imported_first(
+    builtin_first: bool,
+) -> None:
+    name = f"Shipped{int(builtin_first)}"
+    if builtin_first:
+        builtin = define(name, module="protocols.fake_messages")
+        user = define(name)
+    else:
+        user = define(name)
+        assert user.typename == name  # first: the class name, for now
+        builtin = define(name, module="protocols.fake_messages")
+    assert builtin.typename == name
+    assert user.typename == f"{__name__}.{name}"
+    assert message_type(name) is builtin
+    assert message_type(user.typename) is user
+    assert received(user(1)).decode() == user(1)  # the moved class still travels
+
+
+def test_an_explicit_typename_moves_a_class_that_took_it_by_default() -> None:
+    first = define("Claimed")
+    chosen = define("Chooser", typename="Claimed")
+    assert (chosen.typename, first.typename) == ("Claimed", f"{__name__}.Claimed")
+    assert message_type("Claimed") is chosen
+    with pytest.raises(TypeError, match=r"'Claimed' is already registered"):
+        define("Late", typename="Claimed")
+    define("Claimed")  # the first class, defined again: it stays where it moved
+    assert message_type("Claimed") is chosen
+
+
+def test_a_codec_name_moves_a_class_that_took_it_by_default() -> None:
+    message = define("Coded")
+
+    class Thing:
+        pass
+
+    register_codec(Thing, "Coded", lambda t: 0, lambda v: Thing())
+    assert message.typename == f"{__name__}.Coded"
+    with pytest.raises(KeyError):
+        message_type("Coded")  # a codec, not a message
+
+
+def test_the_shipped_messages_keep_their_class_names() -> None:
+    import protocols.messages
+    import simkit.secagg
+
+    user_error = define("Error")
+    assert protocols.messages.Error.typename == "Error"
+    assert user_error.typename == f"{__name__}.Error"
+    shipped = [protocols.messages.TrainRequest, protocols.messages.TrainReply]
+    shipped += [simkit.secagg.SecAggSetup, simkit.secagg.SecAggAbort]
+    assert [cls.typename for cls in shipped] == [cls.__name__ for cls in shipped]
 
 
 def test_redefining_the_same_class_replaces_it() -> None:
@@ -651,3 +732,67 @@ def test_a_message_class_that_is_not_a_dataclass_is_a_decode_error() -> None:
 
     with pytest.raises(DecodeError, match=r"Loose: .* is not a dataclass"):
         raw_send("Loose", {}).decode()
+
+
+# ----------------------------------------------------------------------------- name claims
+
+CLAIMS = st.lists(
+    st.tuples(
+        st.sampled_from(["simkit.a", "protocols.b", "user", "other.mod"]),  # module
+        st.sampled_from(["A", "B"]),  # class name
+        st.sampled_from([None, "A", "B", "user.A", "x.A"]),  # explicit typename
+    ),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda claim: (claim[0], claim[1]),  # one class per module and name
+)
+
+
+def _claim_all(claims: list[tuple[type[Any], str | None]]) -> dict[type[Any], str] | None:
+    """Register the classes in order in an empty registry: their names, or None if one fails."""
+    from simkit.wire import _registry
+
+    saved = _registry._BY_NAME, _registry._BY_TYPE
+    _registry._BY_NAME, _registry._BY_TYPE = {}, {}
+    try:
+        for cls, typename in claims:
+            rank = _registry.rank_of(cls, explicit=typename is not None)
+            codec = _registry._Codec(cls, typename or cls.__name__, str, str, True, rank)
+            cls.typename = _registry.claim(codec, lambda old, new: old is new)
+        assert len(_registry._BY_NAME) == len(claims)  # one name each
+        return {cls: codec.name for cls, codec in _registry._BY_TYPE.items()}
+    except _registry.NameTaken:
+        return None
+    finally:
+        _registry._BY_NAME, _registry._BY_TYPE = saved
+
+
+@given(CLAIMS, st.randoms(use_true_random=False))
+@settings(max_examples=300, deadline=None)
+def test_builtin_and_explicit_names_do_not_depend_on_the_import_order(
+    specs: list[tuple[str, str, str | None]], random: Any
+) -> None:
+    classes = [
+        (type(name, (), {"__module__": module}), typename) for module, name, typename in specs
+    ]
+    shuffled = list(classes)
+    random.shuffle(shuffled)
+    first, second = _claim_all(classes), _claim_all(shuffled)
+    assert (first is None) == (second is None)
+    if first is None or second is None:
+        return
+    for cls, typename in classes:
+        if typename is not None or cls.__module__.split(".")[0] in ("simkit", "protocols"):
+            assert first[cls] == second[cls] == (typename or cls.__name__)
+        else:
+            assert first[cls] in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
+
+
+def test_simkit_codec_and_messages_re_export_the_wire() -> None:
+    import simkit.codec
+    import simkit.messages
+    import simkit.wire
+
+    for module in (simkit.codec, simkit.messages):
+        assert all(getattr(module, name) is getattr(simkit.wire, name) for name in module.__all__)
+    assert sorted({*simkit.codec.__all__, *simkit.messages.__all__}) == sorted(simkit.wire.__all__)

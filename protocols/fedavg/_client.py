@@ -208,7 +208,13 @@ class FedAvgClient(Actor):
             spent = planned_evaluation(self.manager, ins)
         if spent > 0:
             await ctx.compute(spent)
-        outcome, state = await waiter
+        try:
+            outcome, state = await waiter
+        except Exception as exc:  # the job never ran: not picklable, a worker died ...
+            text = f"the {pool.kind} executor could not run the round: {type(exc).__name__}: {exc}"
+            if isinstance(ins, TrainInstructions):
+                return Error(request.round, "train", text)
+            return Error(request.round, "evaluate", text)
         self.manager.load_state_dict(state)
         return self._answer(request, outcome)[0]
 

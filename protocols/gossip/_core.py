@@ -363,7 +363,7 @@ class GossipCore:
         latest = max((r for r, _ in self._ahead.values()), default=0)
         if latest > self.round:  # fell behind: start from the latest round's shares
             self._jumped_from = self.round
-            self.weights = _mean([w for r, w in self._ahead.values() if r == latest])
+            self.weights = _mean([w for _, (r, w) in sorted(self._ahead.items()) if r == latest])
             self._heard.clear()
             self._advance(latest)
         self._t_start, self._late = now, 0

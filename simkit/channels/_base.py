@@ -1,4 +1,4 @@
-"""The channel interface every transport implements (in-memory, TCP, scripted).
+"""The channel interface every transport implements (in-memory and TCP).
 
 A :class:`Channel` is one end of a connection between two actors. It carries
 ActionMessages, really encoded to bytes and decoded again, so byte counts and

@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import anyio.lowlevel
@@ -32,9 +32,10 @@ from simkit.channels._framing import (
     close_notice,
 )
 from simkit.channels._tcpio import LinkBroken, TransportIO
-from simkit.codec import DecodeError
-from simkit.messages import (
+from simkit.channels.memory import TraceSink
+from simkit.wire import (
     ActionMessage,
+    DecodeError,
     Join,
     Reject,
     Send,
@@ -42,9 +43,6 @@ from simkit.messages import (
     decode_action,
     encode_action,
 )
-
-if TYPE_CHECKING:
-    from simkit.channels.tcp import TcpTransport
 
 __all__ = ["TcpChannel"]
 
@@ -70,12 +68,32 @@ class _Frame:
         self.done = done
 
 
+class ChannelOwner(Protocol):
+    """What a channel reads from the transport that opened it.
+
+    That is a :class:`~simkit.channels.tcp.TcpTransport`; a protocol here keeps
+    this module from importing that one (which imports this one).
+    """
+
+    max_body: int
+    max_first_body: int
+    send_buffer: int
+    max_queued: int
+    read_timeout: float
+    write_timeout: float
+    close_timeout: float
+    token: str
+    trace: TraceSink | None
+
+    def _forget(self, channel: TcpChannel) -> None: ...
+
+
 class TcpChannel(Channel):
     """One end of a TCP connection (see :mod:`simkit.channels.tcp`)."""
 
     def __init__(
         self,
-        transport: TcpTransport,
+        transport: ChannelOwner,
         local: str,
         remote: str,
         io: TransportIO,

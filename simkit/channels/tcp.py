@@ -57,7 +57,7 @@ from simkit.channels._tcpchannel import TcpChannel
 from simkit.channels._tcpio import SocketIO, StreamIO, TransportIO, format_address
 from simkit.channels.memory import TraceSink
 from simkit.clock import Clock
-from simkit.codec import DEFAULT_MAX_BODY
+from simkit.wire import DEFAULT_MAX_BODY
 
 __all__ = ["RealTimeOnly", "TcpChannel", "TcpListener", "TcpTransport", "parse_address"]
 

@@ -209,7 +209,7 @@ def _check_faults(scenario: Scenario, sim: Simulation) -> None:
     Such a fault would never fire: a typo (``TrainReqest``) must not pass as
     a run without faults.
     """
-    from simkit.messages import registered_types
+    from simkit.wire import registered_types
 
     known = sorted(set(registered_types()) | ACTION_TYPES)
     for fault in sim.faults:

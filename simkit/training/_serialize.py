@@ -159,7 +159,7 @@ def register_aggregate(cls: type[Aggregate], name: str | None = None) -> bool:
         Whether the codec was available.
     """
     try:
-        from simkit.codec import register_codec
+        from simkit.wire import register_codec
     except ImportError:
         return False
     wire = name or cls.codec_name or f"{cls.__module__}.{cls.__qualname__}"
@@ -176,7 +176,7 @@ def register_training_codecs() -> bool:
         Whether the codec was available.
     """
     try:
-        from simkit.codec import register_codec
+        from simkit.wire import register_codec
     except ImportError:
         return False
     register_codec(Weights, "training.Weights", lambda w: w.to_dict(), Weights.from_dict)

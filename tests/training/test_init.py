@@ -31,8 +31,8 @@ def test_imports_only_the_seed_tree_and_codec_and_not_torch_eagerly() -> None:
     outside = [
         m
         for m in loaded
-        if not m.startswith("simkit.training")
-        and m not in {"simkit", "simkit._version", "simkit.rng", "simkit.codec"}
+        if not m.startswith(("simkit.training", "simkit.wire"))
+        and m not in {"simkit", "simkit._version", "simkit.rng", "simkit.codec", "simkit.wire"}
     ]
     assert outside == []
 

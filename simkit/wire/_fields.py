@@ -3,7 +3,7 @@
 A message class gets a :class:`Spec` on first use: its init fields, which of
 them are required, a *check* per annotated field (compiled once from the
 annotation) and the fastest safe way to make an instance. :func:`build` turns
-a decoded field map into an instance, raising :class:`~simkit.codec.DecodeError`
+a decoded field map into an instance, raising :class:`~simkit.wire.DecodeError`
 that names the field (``Update.pairs[0][1]: expected str, got int``).
 
 Checks follow simple annotations: ``int``, ``str``, classes, ``X | None``,
@@ -22,25 +22,30 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Union
+from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol, TypeVar, Union
 
 import numpy as np
 
-from simkit.codec import DecodeError, _qualname
+from simkit.wire._base import DecodeError, _qualname, tname
 
-if TYPE_CHECKING:
-    from simkit.messages import Message
+
+class Named(Protocol):
+    """What this module needs of a message class: its type name (for errors).
+
+    :class:`~simkit.wire.Message` subclasses are; a protocol keeps this module
+    below the one that defines them.
+    """
+
+    typename: ClassVar[str]
+
+
+M = TypeVar("M", bound=Named)
 
 Check = Callable[[Any], Any]
 """Checks a decoded value against a field's annotation: returns it (lists
 turned into tuples where annotated) or raises :class:`Mismatch`."""
 
 Setter = Callable[[Any, Any], None]
-
-
-def tname(value: object) -> str:
-    """The name of ``value``'s type, for error messages."""
-    return type(value).__name__
 
 
 # ----------------------------------------------------------------------------- specs
@@ -71,7 +76,7 @@ class Spec:
 _SPECS: dict[type[Any], Spec] = {}
 
 
-def spec(cls: type[Message]) -> Spec:
+def spec(cls: type[Any]) -> Spec:
     """The spec of ``cls``, made on first use.
 
     Raises:
@@ -83,13 +88,13 @@ def spec(cls: type[Message]) -> Spec:
     return found
 
 
-def field_map(message: Message) -> dict[str, Any]:
+def field_map(message: object) -> dict[str, Any]:
     """``message``'s field map (its init fields by name)."""
     cls = type(message)
     return (_SPECS.get(cls) or spec(cls)).field_map(message)
 
 
-def _make_spec(cls: type[Message]) -> Spec:
+def _make_spec(cls: type[Any]) -> Spec:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(
             f"{_qualname(cls)} is not a dataclass; declare it with "
@@ -110,14 +115,14 @@ def _make_spec(cls: type[Message]) -> Spec:
     return Spec(names, frozenset(names), required, plans, checked, direct, _field_getter(names))
 
 
-def _plan(cls: type[Message], name: str, hint: Any) -> FieldPlan:
+def _plan(cls: type[Any], name: str, hint: Any) -> FieldPlan:
     check = _compile(hint)
     slot = getattr(cls, name, None)
     setter = slot.__set__ if type(slot) is types.MemberDescriptorType else None
     return FieldPlan(name, _PASSES.get(check, frozenset()) if check else frozenset(), check, setter)
 
 
-def _direct(cls: type[Message], names: tuple[str, ...], plans: tuple[FieldPlan, ...]) -> bool:
+def _direct(cls: type[Any], names: tuple[str, ...], plans: tuple[FieldPlan, ...]) -> bool:
     """Whether storing checked fields in slots makes the same instance as ``cls(**fields)``.
 
     That is when ``__init__`` is the one ``@dataclass`` wrote (it only stores
@@ -153,14 +158,14 @@ def _field_getter(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
     return getter
 
 
-def _hints(cls: type[Message], fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
+def _hints(cls: type[Any], fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
     except Exception:  # a forward reference that does not resolve: go field by field
         return {f.name: _resolve(cls, f.type) for f in fields}
 
 
-def _resolve(cls: type[Message], annotation: Any) -> Any:
+def _resolve(cls: type[Any], annotation: Any) -> Any:
     if not isinstance(annotation, str):
         return annotation
     module = sys.modules.get(cls.__module__)
@@ -189,7 +194,7 @@ class Mismatch(Exception):
 _MISSING: Final = object()
 
 
-def build(cls: type[Message], fields: Any) -> Message:
+def build(cls: type[M], fields: Any) -> M:
     """Make a ``cls`` from a decoded field map, checking it against the class.
 
     ``fields`` must be a fresh map (it is updated in place).
@@ -214,14 +219,14 @@ def build(cls: type[Message], fields: Any) -> Message:
         raise DecodeError(f"{cls.typename}: invalid fields: {exc}") from exc
 
 
-def _decoding_spec(cls: type[Message]) -> Spec:
+def _decoding_spec(cls: type[Any]) -> Spec:
     try:
         return spec(cls)
     except TypeError as exc:  # a class that cannot be decoded into: the sender is wrong
         raise DecodeError(f"{cls.typename}: {exc}") from None
 
 
-def _check_keys(cls: type[Message], found: Spec, fields: dict[Any, Any]) -> None:
+def _check_keys(cls: type[Any], found: Spec, fields: dict[Any, Any]) -> None:
     """Raise if ``fields`` has an unknown key or lacks a required one."""
     if not fields.keys() <= found.known:
         unknown = next(k for k in fields if k not in found.known)
@@ -241,9 +246,9 @@ def _check_values(
             fields[name] = _checked(name, check, value)
 
 
-def _store(cls: type[Message], plans: tuple[FieldPlan, ...], fields: dict[str, Any]) -> Message:
+def _store(cls: type[M], plans: tuple[FieldPlan, ...], fields: dict[str, Any]) -> M:
     """A ``cls`` made by checking and storing every field (see :func:`_direct`)."""
-    message: Message = object.__new__(cls)
+    message: M = object.__new__(cls)
     for name, passes, check, setter in plans:
         value = fields[name]
         if type(value) not in passes and check is not None:
