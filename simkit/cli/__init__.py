@@ -8,7 +8,8 @@ subcommands of its own (``simkit trace show``) adds a nested registry the
 same way (see :data:`TRACE_COMMANDS`).
 
 Exit status: 0 on success, 1 when a command answers "no" (``trace diff`` on
-different traces), 2 for a usage error or a bad input file, reported as one
+different traces; ``replay`` when the failure reproduces, as a failing
+test), 2 for a usage error or a bad input file, reported as one
 line ``simkit: error: ...`` on stderr, never a traceback.
 """
 
@@ -30,6 +31,7 @@ from simkit.cli._base import (
     out,
 )
 from simkit.cli._net import client_args, client_command, serve_args, serve_command
+from simkit.cli._replay import replay_args, replay_command
 from simkit.cli._run import run_args, run_command
 from simkit.cli._scenario import SCENARIO_COMMANDS, scenario_args
 from simkit.cli._trace import TRACE_COMMANDS, trace_args
@@ -84,6 +86,12 @@ COMMANDS: list[Command] = [
         "run one client of a scenario, joining a server over TCP",
         client_args,
         client_command,
+    ),
+    Command(
+        "replay",
+        "reproduce the failure a replay file records (exit 1 if it does)",
+        replay_args,
+        replay_command,
     ),
     Command("scenario", "validate scenario files, export their JSON Schema", scenario_args),
     Command("demo", "run the runtime demo: workers, faults, heartbeats", _demo_args, _demo),

@@ -12,7 +12,9 @@
   the steps of a hypothesis state machine, in one virtual loop);
 - replay: :func:`replay_file` / :func:`note_replay` write a failing example
   (scenario, drawn values and faults) as one scenario file ``simkit run``
-  accepts; :func:`replay_snippet` / :func:`note_schedule` a fault file;
+  accepts, with a record of the failure that :func:`reproduce` (``simkit
+  replay FILE``) re-checks; :func:`replay_snippet` / :func:`note_schedule` a
+  fault file;
 - :func:`kit_settings`: Hypothesis settings without deadline or explain phase;
 - a pytest plugin (:mod:`simkit.testing.plugin`) with ``--simkit-seed`` and
   ``--simkit-check-determinism``.
@@ -27,7 +29,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from simkit.testing._record import ReplayFileError, ReplayRecord
     from simkit.testing._replay import note_replay, replay_file, scenario_toml
+    from simkit.testing._reproduce import ReplayOutcome, reproduce
     from simkit.testing._run import (
         NondeterministicRun,
         note_schedule,
@@ -62,6 +66,10 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "ReplayFileError": "simkit.testing._record",
+    "ReplayRecord": "simkit.testing._record",
+    "ReplayOutcome": "simkit.testing._reproduce",
+    "reproduce": "simkit.testing._reproduce",
     "note_replay": "simkit.testing._replay",
     "replay_file": "simkit.testing._replay",
     "scenario_toml": "simkit.testing._replay",
@@ -97,6 +105,9 @@ __all__ = [
     "ActorStateMachine",
     "InvariantViolation",
     "NondeterministicRun",
+    "ReplayFileError",
+    "ReplayOutcome",
+    "ReplayRecord",
     "RuntimeRules",
     "check_no_clear_update",
     "check_rounds",
@@ -114,6 +125,7 @@ __all__ = [
     "protocol_options",
     "replay_file",
     "replay_snippet",
+    "reproduce",
     "run_scenario_example",
     "scenario_toml",
     "scenarios",

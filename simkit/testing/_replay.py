@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simkit.faults import FaultSchedule, fault_to_dict
+from simkit.testing._record import ReplayRecord, record_lines
 
 __all__ = ["note_replay", "replay_file", "scenario_toml", "toml_document"]
 
@@ -33,6 +34,7 @@ def scenario_toml(
     *,
     protocol: str | None = None,
     file_name: str = "example.toml",
+    record: ReplayRecord | None = None,
 ) -> str:
     """The scenario and its faults as one TOML scenario file.
 
@@ -42,6 +44,9 @@ def scenario_toml(
         protocol: Replace ``protocol.name`` (a buggy variant under test is
             best named ``"package.module:OBJECT"``, which ``simkit run`` loads).
         file_name: The name the header's ``simkit run`` line uses.
+        record: The failure to reproduce (what failed, the check, the
+            failing run's digests): written as ``#:`` comment lines that
+            ``simkit replay`` reads and ``simkit run`` ignores.
 
     Returns:
         A TOML document: a comment with the command that replays it, then the
@@ -50,6 +55,11 @@ def scenario_toml(
     """
     data = _merged(scenario, faults, protocol)
     header = f"# Replays exactly with:\n#   simkit run {file_name}\n"
+    if record is not None:
+        header += (
+            f"# Reproduces the failure (and re-checks it) with:\n#   simkit replay {file_name}\n"
+        )
+        header += "\n".join(record_lines(record)) + "\n"
     name = str(data.get("protocol", {}).get("name", "fedavg"))
     if protocol is not None and ":" not in name:
         header += (
@@ -65,11 +75,12 @@ def replay_file(
     faults: FaultSchedule | None = None,
     *,
     protocol: str | None = None,
+    record: ReplayRecord | None = None,
 ) -> Path:
     """Write :func:`scenario_toml` to ``path`` (parents created); return the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = scenario_toml(scenario, faults, protocol=protocol, file_name=str(target))
+    text = scenario_toml(scenario, faults, protocol=protocol, file_name=str(target), record=record)
     target.write_text(text, encoding="utf-8")
     return target
 
@@ -81,13 +92,15 @@ def note_replay(
     protocol: str | None = None,
     directory: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    record: ReplayRecord | None = None,
 ) -> None:
     """Attach the example's replay file to the failing Hypothesis example.
 
     Hypothesis prints notes of the final (shrunk) failing example only; with
     ``directory``, that example's file is also saved there, as ``name``
     plus ``.toml`` (default: the running pytest test's name, else the
-    scenario's). Call it inside the test, before running the example.
+    scenario's). Call it inside the test, after the run (with a ``record``
+    of its failure, which ``simkit replay`` re-checks) or before it.
     """
     from hypothesis import note
     from hypothesis.control import current_build_context
@@ -95,9 +108,10 @@ def note_replay(
     file_name = f"{name or _test_name() or scenario.get('name') or 'example'}.toml"
     target = Path(directory) / file_name if directory is not None else Path(file_name)
     if directory is not None and current_build_context().is_final:
-        replay_file(target, scenario, faults, protocol=protocol)
+        replay_file(target, scenario, faults, protocol=protocol, record=record)
         note(f"replay file written: {target}")
-    note(scenario_toml(scenario, faults, protocol=protocol, file_name=str(target)))
+    text = scenario_toml(scenario, faults, protocol=protocol, file_name=str(target), record=record)
+    note(text)
 
 
 def _test_name() -> str | None:

@@ -22,10 +22,13 @@ from simkit.trace import Event, Trace, first_divergence, format_divergence
 if TYPE_CHECKING:
     from simkit.protocol import ProtocolPlugin
     from simkit.runner import RunResult
+    from simkit.testing._record import ReplayRecord
 
 __all__ = [
     "NondeterministicRun",
     "check_determinism_enabled",
+    "compare_runs",
+    "failure_line",
     "note_schedule",
     "replay_snippet",
     "run_scenario_example",
@@ -88,6 +91,7 @@ def run_scenario_example(
     faults: FaultSchedule | None = None,
     overrides: Mapping[str, Any] | None = None,
     plugin: ProtocolPlugin | None = None,
+    check: Callable[[RunResult], object] | None = None,
     check_determinism: bool | None = None,
     replay_dir: str | os.PathLike[str] | None = None,
 ) -> RunResult:
@@ -95,8 +99,9 @@ def run_scenario_example(
 
     Inside a Hypothesis test, a scenario mapping is also noted as a replay
     file (:func:`~simkit.testing.note_replay`: the scenario with overrides
-    and ``faults`` in one TOML file), which Hypothesis prints with the
-    failing example.
+    and ``faults`` in one TOML file, with a record of the failure, the
+    check and the run's digests for ``simkit replay``), which Hypothesis
+    prints with the failing example.
 
     Args:
         scenario: A scenario mapping (see :func:`~simkit.testing.scenarios`) or file.
@@ -104,6 +109,9 @@ def run_scenario_example(
         overrides: ``--set`` style overrides.
         plugin: Run this protocol plugin (a variant under test, say) instead
             of the one the scenario's ``protocol.name`` registers.
+        check: The property: called with the run's result, raises when it
+            fails. Given here (a module-level function), the replay file
+            names it and ``simkit replay`` re-checks it.
         check_determinism: Run twice and compare the traces and the weights
             (default: on when pytest runs with ``--simkit-check-determinism``
             or the ``simkit_check_determinism`` ini option).
@@ -114,21 +122,54 @@ def run_scenario_example(
             divergent event and both digests.
     """
     from simkit.runner import run_scenario
+    from simkit.testing._record import ReplayRecord, check_path
 
-    if isinstance(scenario, Mapping):
-        _note_replay(scenario, faults, overrides, plugin, replay_dir)
+    checking = _checking(check_determinism)
+    result: RunResult | None = None
+    failure: str | None = None
+    try:
+        result = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
+        if checking:
+            again = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
+            compare_runs(result, again)
+        if check is not None:
+            check(result)
+        return result
+    except Exception as exc:
+        failure = failure_line(exc)
+        raise
+    finally:
+        if isinstance(scenario, Mapping):
+            digests = _digests(result)
+            record = ReplayRecord(failure, check_path(check), checking, *digests)
+            _note_replay(scenario, faults, overrides, plugin, replay_dir, record)
 
-    result = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
-    if _checking(check_determinism):
-        again = run_scenario(scenario, overrides=overrides, faults=faults, plugin=plugin)
-        _compare("scenario", result.trace, again.trace)
-        first, second = result.weights.digest(), again.weights.digest()
-        if first != second:
-            raise NondeterministicRun(
-                f"the same scenario run twice gave the same trace but weights digests "
-                f"{first[:16]} and {second[:16]}: {_CULPRITS}"
-            )
-    return result
+
+def compare_runs(result: RunResult, again: RunResult) -> None:
+    """Raise :class:`NondeterministicRun` if two runs of a scenario differ."""
+    _compare("scenario", result.trace, again.trace)
+    first, second = result.weights.digest(), again.weights.digest()
+    if first != second:
+        raise NondeterministicRun(
+            f"the same scenario run twice gave the same trace but weights digests "
+            f"{first[:16]} and {second[:16]}: {_CULPRITS}"
+        )
+
+
+def failure_line(exc: BaseException) -> str:
+    """A failure in one line: its type and first line (and a divergent event, if any)."""
+    lines = str(exc).splitlines() or [""]
+    text = lines[0]
+    divergent = [line for line in lines[1:] if line.startswith("first divergent event")]
+    if divergent:
+        text += "; " + divergent[0]
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _digests(result: RunResult | None) -> tuple[str | None, str | None]:
+    if result is None:
+        return None, None
+    return result.trace.digest(), result.weights.digest()
 
 
 def _note_replay(
@@ -137,6 +178,7 @@ def _note_replay(
     overrides: Mapping[str, Any] | None,
     plugin: ProtocolPlugin | None,
     directory: str | os.PathLike[str] | None,
+    record: ReplayRecord,
 ) -> None:
     from hypothesis import currently_in_test_context
 
@@ -146,7 +188,13 @@ def _note_replay(
     from simkit.testing._replay import note_replay
 
     data = apply_overrides(scenario, overrides) if overrides else scenario
-    note_replay(data, faults, protocol=plugin.name if plugin else None, directory=directory)
+    note_replay(
+        data,
+        faults,
+        protocol=plugin.name if plugin else None,
+        directory=directory,
+        record=record,
+    )
 
 
 _CULPRITS = (

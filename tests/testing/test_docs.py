@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from simkit.cli import main
 from simkit.testing import InvariantViolation, NondeterministicRun, set_check_determinism
 from simkit.testing._run import check_determinism_enabled
 
@@ -54,16 +55,28 @@ def test_the_correct_protocol_passes(tutorial: types.ModuleType) -> None:
     [("test_forgetful", "round 2 asked"), ("test_lax", "round 2 kept")],
 )
 def test_each_planted_bug_is_found_with_a_replay_file(
-    tutorial: types.ModuleType, name: str, message: str, tmp_path: Path
+    tutorial: types.ModuleType,
+    name: str,
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(InvariantViolation, match=message):
         getattr(tutorial, name)()
     (saved,) = (tmp_path / "replays").iterdir()  # named after the running test
     assert saved.name.startswith("test_each_planted_bug")
     assert name.removeprefix("test_").upper() in saved.read_text()
+    capsys.readouterr()
+    assert main(["replay", str(saved)]) == 1
+    assert capsys.readouterr().out.startswith(f"reproduced: InvariantViolation: {message}")
 
 
-def test_the_noisy_client_fails_only_the_determinism_check(tutorial: types.ModuleType) -> None:
+def test_the_noisy_client_fails_only_the_determinism_check(
+    tutorial: types.ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    global_random: None,  # the replay runs the planted global-RNG client outside Hypothesis
+) -> None:
     tutorial.test_noisy()
     before = check_determinism_enabled()
     set_check_determinism(True)
@@ -72,3 +85,6 @@ def test_the_noisy_client_fails_only_the_determinism_check(tutorial: types.Modul
             tutorial.test_noisy()
     finally:
         set_check_determinism(before)
+    (saved,) = (tmp_path / "replays").iterdir()
+    assert main(["replay", str(saved)]) == 1
+    assert capsys.readouterr().out.startswith("reproduced: NondeterministicRun:")

@@ -27,6 +27,8 @@ from simkit.testing._options import derive_option_strategies, option_model, reso
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "fedavg": {"protocol": "fedavg"},
     "fedbuff": {"protocol": "fedbuff"},
+    # the entry point may be missing from an install made before gossip was registered
+    "gossip": {"protocol": "protocols.gossip:PLUGIN"},
     # a secure round needs a cohort of at least 2: sample every client
     "fedavg+secagg": {
         "protocol": "fedavg",

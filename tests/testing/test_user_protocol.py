@@ -11,6 +11,10 @@ must be found within 100 examples and shrink to the smallest story:
 - a server that accepts a stale-round answer: one slow client;
 - a client that draws noise from numpy's global RNG: caught by the
   determinism re-check, which names the first divergent event.
+
+The forgotten dropout and the global RNG are also hunted as a user would
+(``@given``, ``run_scenario_example(check=..., replay_dir=...)``), and the
+replay file each failure writes reproduces it with ``simkit replay``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simkit.actors import Actor, Context, PeerGone
 from simkit.channels import ConnectError
+from simkit.cli import main
 from simkit.faults import FaultSchedule
 from simkit.messages import Message
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
@@ -277,3 +282,64 @@ def test_a_client_using_the_global_rng_fails_the_determinism_recheck(global_rand
     assert "userpoll.Answer" in text
     assert text.count("trace digests") == 1
     run_scenario_example(scenario, plugin=PLUGIN, check_determinism=True)  # the correct one passes
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def hunt_with_replay(
+    plugin: PollPlugin, directory: Path, *, check_determinism: bool = False
+) -> tuple[BaseException, Path]:
+    """A ``@given`` test a user writes; the failure it raises and the replay file it wrote."""
+
+    @kit_settings(max_examples=100, database=None, derandomize=True)
+    @given(examples(plugin))
+    def prop(example: tuple[dict[str, Any], FaultSchedule]) -> None:
+        scenario, faults = example
+        run_scenario_example(
+            scenario,
+            faults=faults,
+            plugin=plugin,
+            check=check_poll,
+            check_determinism=check_determinism,
+            replay_dir=directory,
+        )
+
+    with pytest.raises(InvariantViolation) as info:
+        prop()
+    (path,) = directory.iterdir()
+    return info.value, path
+
+
+def test_the_replay_file_of_a_forgotten_dropout_reproduces_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failure, path = hunt_with_replay(FORGETFUL, tmp_path)
+    assert "round 2 asked ['c000'], already gone" in str(failure)
+    text = path.read_text()
+    assert f"#   simkit replay {path}" in text
+    assert '#: check = "tests.testing.test_user_protocol:check_poll"' in text
+    capsys.readouterr()
+    assert main(["replay", str(path)]) == 1  # reproduced, as a failing test
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("reproduced: InvariantViolation: round 2 asked ['c000'], already gone")
+    assert "the failing run, same trace" in line
+    # the same file with the correct server: the failure is gone
+    path.write_text(text.replace(FORGETFUL.name, PLUGIN.name))
+    assert main(["replay", str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("did not reproduce: tests.testing.test_user_protocol:check_poll passed")
+
+
+def test_the_replay_file_of_a_global_rng_reproduces_the_nondeterminism(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], global_random: None
+) -> None:
+    failure, path = hunt_with_replay(NOISY, tmp_path, check_determinism=True)
+    assert isinstance(failure, NondeterministicRun)
+    assert "#: check_determinism = true" in path.read_text()
+    capsys.readouterr()
+    assert main(["replay", str(path)]) == 1
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("reproduced: NondeterministicRun: the same scenario run twice")
+    assert "first divergent event" in line
+    assert "userpoll.Answer" in line
