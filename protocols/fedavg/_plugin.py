@@ -10,7 +10,7 @@ import numpy as np
 from protocols._tables import read_checkpoint
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
-from protocols.fedavg._options import FedAvgOptions
+from protocols.fedavg._options import FedAvgOptions, fedavg_json_schema
 from protocols.fedavg._privacy import local_mechanism, privacy_report
 from protocols.fedavg._secure import check_secagg, plain_round_faults, update_layout
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
@@ -106,6 +106,10 @@ class FedAvgPlugin:
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the ``[protocol]`` table (see :class:`FedAvgOptions`)."""
         FedAvgOptions.from_table(table, source)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The ``[protocol]`` keys for ``simkit scenario schema`` (strategies and mods too)."""
+        return fedavg_json_schema()
 
     def options(self, setup: ScenarioSetup) -> FedAvgOptions:
         """The scenario's validated options."""

@@ -188,6 +188,32 @@ MODS: dict[str, str] = {
 """Built-in client mod names -> ``module:Class``."""
 
 
+def options_schema(builtins: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON Schema of a ``{kind = ..., **options}`` table: one branch per
+    built-in class (its ``Options`` model, ``kind`` fixed) and one for
+    ``"package.module:Class"`` (whose options its class validates)."""
+    branches: list[dict[str, Any]] = []
+    for kind, target in sorted(builtins.items()):
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        schema = cls.Options.model_json_schema()
+        schema["properties"] = {"kind": {"const": kind}, **schema.get("properties", {})}
+        schema["required"] = ["kind", *schema.get("required", [])]
+        schema["title"] = kind
+        schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
+        branches.append(schema)
+    branches.append(
+        {
+            "title": "package.module:Class",
+            "type": "object",
+            "properties": {"kind": {"type": "string", "pattern": r"^[\w.]+:\w+$"}},
+            "required": ["kind"],
+            "description": "A class of yours: its Options model validates the other keys.",
+        }
+    )
+    return {"anyOf": branches}
+
+
 def _load(spec: object, where: str, builtins: Mapping[str, str], base: type[Any]) -> Any:
     """``(class, options)`` of a ``{kind = ..., **options}`` table.
 

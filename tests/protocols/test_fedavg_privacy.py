@@ -23,6 +23,7 @@ from protocols.fedavg._strategy import load_mods
 from simkit.cli._run import round_table
 from simkit.protocol import RoundRecord
 from simkit.runner import run_scenario
+from simkit.scenario import scenario_json_schema
 
 QUICKSTART = Path(__file__).parents[2] / "scenarios" / "quickstart.toml"
 
@@ -140,3 +141,29 @@ def test_client_mods_report_local_epsilon_and_a_plain_run_none() -> None:
     plain = run_scenario(QUICKSTART).summary()
     assert plain["privacy"] is None
     assert all("epsilon" not in m for m in plain["metrics"])
+
+
+def test_the_scenario_schema_describes_strategy_and_mod_options() -> None:
+    import jsonschema
+
+    schema = scenario_json_schema()
+    fedavg = schema["$defs"]["protocol-fedavg"]["properties"]
+    kinds = [b["properties"]["kind"].get("const") for b in fedavg["strategy"]["anyOf"]]
+    assert kinds == ["dp-fedavg", "fedavg", "krum", None]  # None: "package.module:Class"
+    assert "noise_multiplier" in fedavg["strategy"]["anyOf"][0]["properties"]
+    assert "max_norm" in fedavg["mods"]["items"]["anyOf"][0]["properties"]
+    with (QUICKSTART.parent / "dp_fedavg.toml").open("rb") as handle:
+        table = tomllib.load(handle)
+    check = jsonschema.Draft202012Validator(schema)
+    check.validate(table)
+    table["protocol"]["mods"] = [{"kind": "gaussian", "std": 0.1, "delta": 1e-6}]
+    check.validate(table)
+    table["protocol"]["strategy"] = {"kind": "mypkg.strategies:Mine", "anything": 1}
+    check.validate(table)
+    for bad in (
+        {"kind": "dp-fedavg", "clip_norm": -1.0},
+        {"kind": "krum", "typo": 1},
+        {"kind": "nope"},
+    ):
+        table["protocol"]["strategy"] = bad
+        assert not check.is_valid(table), bad
