@@ -176,3 +176,18 @@ def test_the_dp_fedavg_scenario_runs_and_its_overrides_work() -> None:
     digests = {r.summary()["weights_digest"] for r in (noisy, quiet, local)}
     assert len(digests) == 3
     assert quiet.rounds_completed == local.rounds_completed == 10
+
+
+def test_each_shipped_variant_is_at_most_40_lines() -> None:
+    import ast
+
+    import protocols.fedavg.examples as examples
+
+    source = Path(examples.__file__).read_text(encoding="utf-8")
+    classes = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
+    for variant, options in (("Krum", "_KrumOptions"), ("DPFedAvg", "_DPOptions")):
+        lines = sum(
+            c.end_lineno - c.lineno + 1  # type: ignore[operator]
+            for c in (classes[variant], classes[options])
+        )
+        assert lines <= 40, (variant, lines)
