@@ -233,6 +233,10 @@ class ProtocolRun(Protocol):
         """The final global model weights."""
         ...
 
+    # Optional: ``artifacts() -> dict`` (extras for the report) and
+    # ``privacy() -> dict | None`` (its DP mechanism and ``epsilon``, one value
+    # per round: ``RunResult.privacy``, ``--json``'s ``privacy``).
+
 
 @runtime_checkable
 class ProtocolPlugin(Protocol):
@@ -247,6 +251,8 @@ class ProtocolPlugin(Protocol):
     # Optional: ``round_message = "MyRequest"``, the message type that starts
     # a client's round, counted by ``faults.dropout`` / ``faults.per_round``
     # when the scenario names none (default ``"TrainRequest"``).
+    # Optional: ``json_schema() -> dict``, the JSON Schema of its ``[protocol]``
+    # keys, shown by ``simkit scenario schema`` when ``protocol.name`` names it.
 
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the scenario's ``[protocol]`` table.

@@ -28,7 +28,7 @@ from simkit.codec import (
     unpack_value,
     unpackb,
 )
-from simkit.wire._pack import _NEEDS_HOOK, _pack, _pack_fields
+from simkit.wire._pack import NEEDS_HOOK, pack, pack_fields
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -407,14 +407,14 @@ class Fresh:
 
 
 def pack_fresh(fields: dict[str, Any]) -> tuple[bytes, list[memoryview], int]:
-    _NEEDS_HOOK.discard(Fresh)
-    return _pack_fields(fields, Fresh)
+    NEEDS_HOOK.discard(Fresh)
+    return pack_fields(fields, Fresh)
 
 
 @given(st.dictionaries(st.text(max_size=8), VALUES, max_size=4))
 def test_field_maps_pack_alike_with_or_without_the_hook(fields: dict[str, Any]) -> None:
     fast = pack_fresh(fields)
-    slow = _pack(fields, "payload", fields=True)
+    slow = pack(fields, "payload", fields=True)
     assert fast[0] == slow[0]
     assert fast[2] == slow[2]
     assert [bytes(p) for p in fast[1]] == [bytes(p) for p in slow[1]]
@@ -429,8 +429,8 @@ def test_field_maps_that_need_the_hook_take_it() -> None:
     array = np.arange(3, dtype=np.int16)
     doc, parts, data_len = pack_fresh({"t": (1, 2), "e": Level.HIGH, "a": array})
     assert data_len == array.nbytes
-    assert Fresh in _NEEDS_HOOK  # its next field maps go straight to the hook
-    assert _pack_fields({"i": 1}, Fresh)[0] == msgpack.packb({"i": 1})
+    assert Fresh in NEEDS_HOOK  # its next field maps go straight to the hook
+    assert pack_fields({"i": 1}, Fresh)[0] == msgpack.packb({"i": 1})
     assert same(unpack_value(doc, memoryview(b"".join(parts)))["a"], array)
     with pytest.raises(EncodeError, match=r"payload\.s: cannot encode .* set"):
         pack_fresh({"s": {1}})
@@ -443,9 +443,9 @@ def test_plain_packing_is_safe_across_threads() -> None:
     expected = [msgpack.packb(v) for v in values]
 
     def pack_all(_: int) -> list[bytes]:
-        return [_pack_fields(v, Fresh)[0] for v in values for _ in range(20)][::20]
+        return [pack_fields(v, Fresh)[0] for v in values for _ in range(20)][::20]
 
-    _NEEDS_HOOK.discard(Fresh)
+    NEEDS_HOOK.discard(Fresh)
     with ThreadPoolExecutor(4) as pool:
         for result in pool.map(pack_all, range(8)):
             assert result == expected

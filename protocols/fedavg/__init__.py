@@ -17,18 +17,24 @@ from protocols.fedavg._client import FedAvgClient, client_checkpoint_path
 from protocols.fedavg._core import FedAvgCore, RoundOutcome
 from protocols.fedavg._options import FedAvgOptions
 from protocols.fedavg._plugin import PLUGIN, FedAvgPlugin, FedAvgRun
+from protocols.fedavg._privacy import GaussianMechanism
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
+from protocols.fedavg._strategy import ClientMod, NoOptions, Strategy
 
 __all__ = [
     "PLUGIN",
     "SERVER_NAME",
+    "ClientMod",
     "FedAvgClient",
     "FedAvgCore",
     "FedAvgOptions",
     "FedAvgPlugin",
     "FedAvgRun",
     "FedAvgServer",
+    "GaussianMechanism",
+    "NoOptions",
     "RoundOutcome",
+    "Strategy",
     "checkpoint_path",
     "client_checkpoint_path",
 ]

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from pydantic import TypeAdapter
+
 from protocols._tables import TableChecker
 
-__all__ = ["FedAvgOptions"]
+__all__ = ["FedAvgOptions", "fedavg_json_schema"]
 
 _EVALUATE = ("auto", "server", "train", "clients")
 _ON_ABORT = ("continue", "stop")
@@ -118,3 +120,23 @@ def _check_extensions(values: dict[str, Any], source: str) -> None:
             raise ValueError(f"{source}: {exc}") from None
     if "mods" in values:
         values["mods"] = check_mods(values["mods"], source)
+
+
+def fedavg_json_schema() -> dict[str, Any]:
+    """The JSON Schema of FedAvg's ``[protocol]`` keys (``name`` aside), with
+    the options of the built-in strategies and client mods."""
+    from protocols.fedavg._strategy import MODS, STRATEGIES, options_schema
+
+    schema = TypeAdapter(FedAvgOptions).json_schema()
+    schema["description"] = "FedAvg's [protocol] keys (docs/protocols.md)."
+    props = schema["properties"]
+    props["strategy"] = {
+        **options_schema(STRATEGIES),
+        "description": "The server strategy, {kind = ..., options...}.",
+    }
+    props["mods"] = {
+        "type": "array",
+        "items": options_schema(MODS),
+        "description": "Client mods applied in order to each update.",
+    }
+    return schema

@@ -10,9 +10,11 @@ import numpy as np
 from protocols._tables import read_checkpoint
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
-from protocols.fedavg._options import FedAvgOptions
+from protocols.fedavg._options import FedAvgOptions, fedavg_json_schema
+from protocols.fedavg._privacy import local_mechanism, privacy_report
 from protocols.fedavg._secure import check_secagg, plain_round_faults, update_layout
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
+from protocols.fedavg._strategy import load_mods
 from protocols.secagg import ServerFactory, unflatten_fields
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError
@@ -38,6 +40,17 @@ class FedAvgRun:
     def weights(self) -> Weights:
         """The global weights."""
         return self.core.weights
+
+    def privacy(self) -> dict[str, Any] | None:
+        """The run's DP mechanism and epsilon after each round (``None``: no noise).
+
+        The strategy's (central) mechanism if it has one, else the clients'
+        ``clip`` + ``gaussian`` mods (local); see :mod:`protocols.fedavg._privacy`.
+        """
+        mechanism = self.core.strategy.mechanism() or local_mechanism(
+            load_mods(self.core.options.mods)
+        )
+        return privacy_report(mechanism, self.core.records)
 
     def artifacts(self) -> dict[str, Any]:
         """What the report shows besides the rounds: the SecAgg teaching view.
@@ -93,6 +106,10 @@ class FedAvgPlugin:
     def validate(self, table: Mapping[str, Any], source: str) -> None:
         """Check the ``[protocol]`` table (see :class:`FedAvgOptions`)."""
         FedAvgOptions.from_table(table, source)
+
+    def json_schema(self) -> dict[str, Any]:
+        """The ``[protocol]`` keys for ``simkit scenario schema`` (strategies and mods too)."""
+        return fedavg_json_schema()
 
     def options(self, setup: ScenarioSetup) -> FedAvgOptions:
         """The scenario's validated options."""

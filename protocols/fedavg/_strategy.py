@@ -35,6 +35,7 @@ from simkit.training import ModelUpdates, Weights
 
 if TYPE_CHECKING:
     from protocols.fedavg._options import FedAvgOptions
+    from protocols.fedavg._privacy import GaussianMechanism
 
 __all__ = [
     "MODS",
@@ -80,12 +81,21 @@ class Strategy:
         Default: ``max(min_clients, ceil(fraction * n))`` of them, drawn from
         the seed-tree stream ``("fedavg", "sample", round)``; all when fewer.
         """
-        want = max(self.fedavg.min_clients, math.ceil(self.fedavg.fraction * len(pool) - 1e-9))
+        want = self.cohort_size(len(pool))
         if want >= len(pool):
             return list(pool)
         rng = self.setup.seeds.numpy("fedavg", "sample", round)
         chosen = rng.choice(len(pool), size=want, replace=False)
         return sorted(pool[int(i)] for i in chosen)
+
+    def cohort_size(self, pool: int) -> int:
+        """How many of ``pool`` connected clients :meth:`sample` asks (before capping)."""
+        return max(self.fedavg.min_clients, math.ceil(self.fedavg.fraction * pool - 1e-9))
+
+    def mechanism(self) -> GaussianMechanism | None:
+        """The Gaussian mechanism this strategy runs each round, for the privacy
+        accountant (default: none; see :class:`protocols.fedavg.examples.DPFedAvg`)."""
+        return None
 
     def configure(self, round: int, client: str, request: TrainRequest) -> TrainRequest:
         """The request ``client`` is sent (default: the round's, unchanged).
@@ -148,6 +158,9 @@ class Clip(ClientMod):
 
 class _NoiseOptions(NoOptions):
     std: float = Field(ge=0, allow_inf_nan=False, description="Standard deviation.")
+    delta: float = Field(
+        default=1e-5, gt=0, lt=1, description="The delta epsilon is reported for (after a clip)."
+    )
 
 
 class GaussianNoise(ClientMod):
@@ -173,6 +186,32 @@ MODS: dict[str, str] = {
     "gaussian": "protocols.fedavg._strategy:GaussianNoise",
 }
 """Built-in client mod names -> ``module:Class``."""
+
+
+def options_schema(builtins: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON Schema of a ``{kind = ..., **options}`` table: one branch per
+    built-in class (its ``Options`` model, ``kind`` fixed) and one for
+    ``"package.module:Class"`` (whose options its class validates)."""
+    branches: list[dict[str, Any]] = []
+    for kind, target in sorted(builtins.items()):
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        schema = cls.Options.model_json_schema()
+        schema["properties"] = {"kind": {"const": kind}, **schema.get("properties", {})}
+        schema["required"] = ["kind", *schema.get("required", [])]
+        schema["title"] = kind
+        schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
+        branches.append(schema)
+    branches.append(
+        {
+            "title": "package.module:Class",
+            "type": "object",
+            "properties": {"kind": {"type": "string", "pattern": r"^[\w.]+:\w+$"}},
+            "required": ["kind"],
+            "description": "A class of yours: its Options model validates the other keys.",
+        }
+    )
+    return {"anyOf": branches}
 
 
 def _load(spec: object, where: str, builtins: Mapping[str, str], base: type[Any]) -> Any:

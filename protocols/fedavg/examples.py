@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import Field
 
+from protocols.fedavg._privacy import GaussianMechanism
 from protocols.fedavg._strategy import NoOptions, Strategy
 from simkit.training import ModelUpdates, Weights
 
@@ -40,6 +41,7 @@ class Krum(Strategy):
 class _DPOptions(NoOptions):
     clip_norm: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     noise_multiplier: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="The delta of the epsilon reported.")
 
 
 class DPFedAvg(Strategy):
@@ -60,3 +62,8 @@ class DPFedAvg(Strategy):
         return Weights(
             {n: a + rng.normal(0.0, std, a.shape).astype(a.dtype) for n, a in mean.items()}
         )
+
+    def mechanism(self) -> GaussianMechanism:
+        o, n = self.options, len(self.setup.clients)
+        rate = min(1.0, self.cohort_size(n) / n)  # every client connected
+        return GaussianMechanism("server", o.noise_multiplier, rate, o.clip_norm, o.delta)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ import abc
 from collections.abc import Callable
 
 from simkit.clock import Clock
-from simkit.codec import DEFAULT_MAX_BODY
+from simkit.codec import DEFAULT_MAX_BODY, FrameTooLarge
 from simkit.messages import ActionMessage, Send, encode_action
 
 __all__ = [
@@ -53,6 +53,18 @@ class ConnectError(ChannelError):
 
 class ConnectRefused(ConnectError):
     """Nothing listens at the address."""
+
+
+def check_body_size(body: bytes, max_body: int, local: str) -> None:
+    """Refuse an encoded body above the frame limit before it is queued.
+
+    Raises:
+        FrameTooLarge: ``len(body) > max_body``.
+    """
+    if len(body) > max_body:
+        raise FrameTooLarge(
+            f"{local}: a body of {len(body)} bytes is above the limit of {max_body}"
+        )
 
 
 class Channel(abc.ABC):
@@ -108,6 +120,7 @@ class Channel(abc.ABC):
         Raises:
             ChannelClosed: This end was closed.
             BrokenChannel: The other end went away.
+            FrameTooLarge: ``body`` is longer than :attr:`max_body` (nothing is sent).
         """
 
     async def send_body(self, body: bytes, type_name: str) -> int:
@@ -116,11 +129,17 @@ class Channel(abc.ABC):
         Raises:
             ChannelClosed: This end was closed.
             BrokenChannel: The other end went away.
+            FrameTooLarge: ``body`` is longer than :attr:`max_body` (nothing is sent).
         """
         return self.send_encoded(body, type_name)
 
     async def send(self, msg: ActionMessage) -> int:
         """Send ``msg``, waiting for room where the transport applies backpressure.
+
+        A message is sent whole or not at all: a ``send`` cancelled while it
+        waits for room sent nothing, and the channel stays usable. (The
+        in-memory transport applies no backpressure: its ``send`` never waits;
+        the network model delays arrival instead.)
 
         Raises:
             ChannelClosed: This end was closed.

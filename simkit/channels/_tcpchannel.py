@@ -22,6 +22,7 @@ from simkit.channels._base import (
     ChannelClosed,
     OnClose,
     OnMessage,
+    check_body_size,
 )
 from simkit.channels._framing import (
     PREFIX,
@@ -155,6 +156,7 @@ class TcpChannel(Channel):
     def send_encoded(self, body: bytes, type_name: str) -> int:
         """Queue an encoded body (a large one by reference: it is immutable)."""
         self._check_open()
+        check_body_size(body, self._transport.max_body, self.local)
         size = len(body)
         self._enqueue(self._frame([body], size, None))
         self._record("send", self.local, self.remote, type_name, size)
@@ -180,7 +182,10 @@ class TcpChannel(Channel):
 
         A large body (1 MiB and up) is queued without copying its arrays, and
         this call returns once it is written to the socket, so the caller may
-        modify the arrays afterwards.
+        modify the arrays afterwards. Cancelled while waiting for room, it
+        sent nothing; cancelled once a large body is queued, the frame is
+        still written whole (do not modify its arrays until the channel
+        closes). Either way the channel stays usable.
 
         Raises:
             ChannelClosed: This end was closed.
@@ -208,7 +213,9 @@ class TcpChannel(Channel):
         Raises:
             ChannelClosed: This end was closed.
             BrokenChannel: The other end went away (also while waiting).
+            FrameTooLarge: ``body`` is longer than ``max_body`` (nothing is sent).
         """
+        check_body_size(body, self._transport.max_body, self.local)
         await self._wait_for_room(len(body))
         return self.send_encoded(body, type_name)
 

@@ -39,6 +39,7 @@ from simkit.channels._base import (
     OnClose,
     OnMessage,
     Transport,
+    check_body_size,
 )
 from simkit.channels._model import (
     Constant,
@@ -401,6 +402,7 @@ class MemoryChannel(Channel):
         """Send an already encoded body (a broadcast encodes once)."""
         self._check_open()
         net = self._network
+        check_body_size(body, net.max_body, self.local)
         digest = _digest(body) if net.digests else ""
         net._transmit(self, body, type_name, digest)
         return len(body)

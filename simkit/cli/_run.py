@@ -301,11 +301,12 @@ def round_table(result: RunResult) -> Any:
     )
     late = any(r.late for r in result.rounds)  # FedBuff: stale replies discarded
     columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
-    for column in [*columns, "loss", "accuracy", "bytes", "time"]:
+    eps = result.privacy["epsilon"] if result.privacy else None  # DP: spent after each round
+    for column in [*columns, "loss", "accuracy", *(["epsilon"] if eps else []), "bytes", "time"]:
         table.add_column(column, justify="right", no_wrap=True)
     # dropped: failed to answer, or crashed or seen gone during the round (SecAgg stages too)
     drops = drop_events(result.trace.events) if result.trace.keep else []
-    for r, nbytes in zip(result.rounds, round_bytes(result), strict=True):
+    for i, (r, nbytes) in enumerate(zip(result.rounds, round_bytes(result), strict=True)):
         style = "red" if r.aborted else None
         table.add_row(
             str(r.round),
@@ -315,6 +316,7 @@ def round_table(result: RunResult) -> Any:
             *([str(r.late)] if late else []),
             _num(r.loss),
             _num(r.accuracy),
+            *([_num(eps[i], 2)] if eps else []),
             format_bytes(nbytes),
             f"{r.t_end:.2f} s",
             style=style,

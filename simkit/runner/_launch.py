@@ -118,6 +118,7 @@ def run_result(
         errors=list(result.errors) + problems,
         transport=transport,
         artifacts=_artifacts(handle),
+        privacy=_privacy(handle),
         tracebacks=list(result.tracebacks),
         unfired_faults=list(result.unfired),
         server=server,
@@ -131,6 +132,13 @@ def _artifacts(handle: ProtocolRun) -> dict[str, Any]:
         return {}
     found = get()
     return dict(found) if isinstance(found, Mapping) else {}
+
+
+def _privacy(handle: ProtocolRun) -> dict[str, Any] | None:
+    """The protocol's optional DP report (``handle.privacy()``; ``None``: none)."""
+    get = getattr(handle, "privacy", None)
+    found = get() if get is not None else None
+    return dict(found) if isinstance(found, Mapping) else None
 
 
 def write_trace(trace: Trace, path: str | os.PathLike[str]) -> None:

@@ -87,6 +87,10 @@ class RunResult:
             trigger never matched, or the run ended before their time.
         server: The protocol's server actor (``None``: a serverless protocol,
             whose round records merge its peers' views).
+        privacy: A protocol run's optional ``privacy()``: its DP mechanism
+            (``accountant``, ``delta``, ``noise_multiplier``, ``sampling_rate``
+            ...) and ``epsilon``, a list with one value per round (``None``:
+            the run adds no noise).
     """
 
     scenario: str
@@ -104,6 +108,7 @@ class RunResult:
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
     unfired_faults: list[Fault] = field(default_factory=list)
     server: str | None = SERVER
+    privacy: dict[str, Any] | None = None
 
     @property
     def clients(self) -> list[str]:
@@ -126,8 +131,9 @@ class RunResult:
         return sorted(seen)
 
     def metrics(self) -> list[dict[str, Any]]:
-        """``{round, participants, loss, accuracy}`` per round (``None``: unknown)."""
-        return [
+        """``{round, participants, loss, accuracy, late}`` per round (``None``: unknown),
+        and ``epsilon`` (``None``: infinite) when the run reports its privacy."""
+        rows = [
             {
                 "round": r.round,
                 "participants": len(r.replied),
@@ -137,6 +143,17 @@ class RunResult:
             }
             for r in self.rounds
         ]
+        if self.privacy is not None:
+            for row, eps in zip(rows, self.privacy["epsilon"], strict=True):
+                row["epsilon"] = _finite(eps)
+        return rows
+
+    def privacy_summary(self) -> dict[str, Any] | None:
+        """:attr:`privacy` with ``epsilon`` the value after the last round."""
+        if self.privacy is None:
+            return None
+        spent = self.privacy["epsilon"]
+        return {**self.privacy, "epsilon": _finite(spent[-1]) if spent else 0.0}
 
     def summary(self) -> dict[str, Any]:
         """The JSON contract object (what ``simkit run --json`` prints last)."""
@@ -164,6 +181,7 @@ class RunResult:
             ),
             "errors": [f"{actor}: {text}" for actor, text in self.errors],
             "unfired_faults": [fault_to_dict(f) for f in self.unfired_faults],
+            "privacy": self.privacy_summary(),
         }
 
     def _repr_html_(self) -> str:

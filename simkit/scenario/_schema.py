@@ -461,6 +461,28 @@ def scenario_json_schema() -> dict[str, Any]:
         A JSON-ready mapping (draft 2020-12, as pydantic writes it).
     """
     schema = ScenarioConfig.model_json_schema()
+    _protocol_schemas(schema)
     schema["title"] = "simkit scenario"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def _protocol_schemas(schema: dict[str, Any]) -> None:
+    """Add each installed plugin's ``[protocol]`` keys: a plugin's optional
+    ``json_schema()`` applies when ``protocol.name`` names it (``if``/``then``)."""
+    from simkit.protocol import available_protocols, find_protocol
+
+    rules = []
+    for name in available_protocols():
+        try:
+            get = getattr(find_protocol(name), "json_schema", None)
+        except Exception:  # a broken third-party plugin: its keys stay undescribed
+            continue
+        if get is not None:
+            schema["$defs"][f"protocol-{name}"] = get()
+            named: dict[str, Any] = {"properties": {"name": {"const": name}}}
+            if name != ProtocolConfig.model_fields["name"].default:
+                named["required"] = ["name"]  # an absent name is the default protocol
+            rules.append({"if": named, "then": {"$ref": f"#/$defs/protocol-{name}"}})
+    if rules:
+        schema["$defs"]["ProtocolConfig"]["allOf"] = rules

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias
 
-from simkit.wire._base import tname as _tname
+from simkit.wire._base import tname
 from simkit.wire._message import Message, SerializedMessage
 
 PROTOCOL_VERSION: Final = "1.0"
@@ -19,15 +19,15 @@ def _check_str(owner: object, *names: str) -> None:
     for name in names:
         value = getattr(owner, name)
         if not isinstance(value, str):
-            raise TypeError(f"{_tname(owner)}.{name} must be a str, got {_tname(value)}")
+            raise TypeError(f"{tname(owner)}.{name} must be a str, got {tname(value)}")
 
 
 def _check_seq(owner: Ping | Pong) -> None:
     seq = owner.seq
     if type(seq) is not int:
-        raise TypeError(f"{_tname(owner)}.seq must be an int, got {_tname(seq)}")
+        raise TypeError(f"{tname(owner)}.seq must be an int, got {tname(seq)}")
     if not 0 <= seq < 1 << 64:
-        raise ValueError(f"{_tname(owner)}.seq must be in [0, 2**64), got {seq}")
+        raise ValueError(f"{tname(owner)}.seq must be in [0, 2**64), got {seq}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class Send:
             actual = payload.type
         else:
             raise TypeError(
-                f"Send.payload must be a Message or SerializedMessage, got {_tname(payload)}"
+                f"Send.payload must be a Message or SerializedMessage, got {tname(payload)}"
             )
         if actual != self.type:
             _check_str(self, "type")
@@ -128,7 +128,7 @@ class Drop:
 
 
 ActionMessage: TypeAlias = Join | Accept | Reject | Send | Ping | Pong | Drop
-_SIMPLE: Final[dict[int, tuple[type[ActionMessage], tuple[str, ...]]]] = {
+SIMPLE: Final[dict[int, tuple[type[ActionMessage], tuple[str, ...]]]] = {
     1: (Join, ("name", "version", "token")),
     2: (Accept, ()),
     3: (Reject, ("flag", "detail")),

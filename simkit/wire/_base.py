@@ -12,13 +12,13 @@ EXT_ARRAY: Final = 1
 EXT_OBJECT: Final = 2
 EXT_SCALAR: Final = 3
 
-_U32: Final = struct.Struct(">I")
-_ZEROS: Final = memoryview(bytes(8))
-_INT_MIN: Final = -(1 << 63)
-_INT_MAX: Final = (1 << 63) - 1
-_UINT_MAX: Final = (1 << 64) - 1
-_MAX_DEPTH: Final = 100
-_MAX_NDIM: Final = 32
+U32: Final = struct.Struct(">I")
+ZEROS: Final = memoryview(bytes(8))
+INT_MIN: Final = -(1 << 63)
+INT_MAX: Final = (1 << 63) - 1
+UINT_MAX: Final = (1 << 64) - 1
+MAX_DEPTH: Final = 100
+MAX_NDIM: Final = 32
 
 
 class DecodeError(ValueError):
@@ -33,17 +33,17 @@ class FrameTooLarge(EncodeError):
     """An encoded body is larger than the allowed limit."""
 
 
-class _Unsupported(TypeError):
+class Unsupported(TypeError):
     """Raised by the packing hook; turned into an EncodeError with a path."""
 
 
-def _qualname(cls: type[Any]) -> str:
+def qualname(cls: type[Any]) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _byte_view(buf: bytes | bytearray | memoryview) -> memoryview:
+def byte_view(buf: bytes | bytearray | memoryview) -> memoryview:
     """A flat unsigned-byte view of ``buf``."""
     try:
         view = memoryview(buf)

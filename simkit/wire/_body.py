@@ -44,13 +44,12 @@ from typing import Any, Final, TypeVar
 
 import msgpack
 
-from simkit.wire._actions import _SIMPLE, ActionMessage, Send
-from simkit.wire._base import _U32, DEFAULT_MAX_BODY, DecodeError, FrameTooLarge, _byte_view
-from simkit.wire._base import tname as _tname
+from simkit.wire._actions import SIMPLE, ActionMessage, Send
+from simkit.wire._base import DEFAULT_MAX_BODY, U32, DecodeError, FrameTooLarge, byte_view, tname
 from simkit.wire._fields import field_map
 from simkit.wire._message import Message, SerializedMessage
-from simkit.wire._pack import _pack_fields
-from simkit.wire._unpack import _reject_ext, _unpack_doc
+from simkit.wire._pack import pack_fields
+from simkit.wire._unpack import reject_ext, unpack_doc
 
 _A = TypeVar("_A")
 _HEAD_PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
@@ -79,11 +78,11 @@ def encode_action(msg: ActionMessage, max_body: int = DEFAULT_MAX_BODY) -> list[
     if type(msg) is Send:
         parts, size = _encode_send(msg)
     else:
-        _, names = _SIMPLE[msg.code]
+        _, names = SIMPLE[msg.code]
         head = _HEAD_PACKER.pack([msg.code, *[getattr(msg, n) for n in names]])
-        parts, size = [_U32.pack(len(head)) + head], _U32.size + len(head)
+        parts, size = [U32.pack(len(head)) + head], U32.size + len(head)
     if size > max_body:
-        kind = f"Send of {msg.type}" if type(msg) is Send else _tname(msg)
+        kind = f"Send of {msg.type}" if type(msg) is Send else tname(msg)
         raise FrameTooLarge(f"{kind} encodes to {size} bytes, above the limit of {max_body}")
     return parts
 
@@ -105,14 +104,14 @@ def _send_parts(
         data_len = payload.data.nbytes
         data = [payload.data] if data_len else []
     else:
-        doc, data, data_len = _pack_fields(field_map(payload), type(payload))
+        doc, data, data_len = pack_fields(field_map(payload), type(payload))
     head = _HEAD_PACKER.pack([Send.code, type_name, len(doc), data_len])
     if not data_len and len(doc) <= _INLINE_LIMIT:  # most messages: one small buffer
-        body = _U32.pack(len(head)) + head + doc
+        body = U32.pack(len(head)) + head + doc
         return [body], len(body)
-    offset = _U32.size + len(head) + len(doc)
+    offset = U32.size + len(head) + len(doc)
     pad = _PADS[-offset % 8] if data_len else b""
-    start = (_U32.pack(len(head)), head, doc, pad)
+    start = (U32.pack(len(head)), head, doc, pad)
     size = offset + len(pad) + data_len
     if len(doc) > _INLINE_LIMIT:
         return [*start, *data], size
@@ -179,7 +178,7 @@ def decode_action(
             its head is malformed or has fields of the wrong type.
     """
     try:
-        view = memoryview(body) if type(body) is bytes else _byte_view(body)
+        view = memoryview(body) if type(body) is bytes else byte_view(body)
         sent = _decode_send_fast(view, max_body)
         return _decode_action(view, max_body) if sent is None else sent
     except DecodeError:
@@ -207,12 +206,12 @@ def _decode_send_fast(view: memoryview, max_body: int) -> Send | None:
     if size > max_body or size < _SEND_START.size:
         return None
     head_len, mark = _SEND_START.unpack_from(view)
-    head_end = _U32.size + head_len
+    head_end = U32.size + head_len
     if mark != _SEND_MARK or head_end > size:
         return None
     try:  # [4, type, payload_len, data_len] and nothing after it, as 0x94 promised
         _, type_name, payload_len, data_len = msgpack.unpackb(
-            view[_U32.size : head_end], ext_hook=_reject_ext
+            view[U32.size : head_end], ext_hook=reject_ext
         )
     except Exception:
         return None
@@ -257,17 +256,17 @@ def _decode_action(view: memoryview, max_body: int) -> ActionMessage:
     size = len(view)
     if size > max_body:
         raise DecodeError(f"body of {size} bytes exceeds the limit of {max_body} bytes")
-    if size < _U32.size:
+    if size < U32.size:
         raise DecodeError(f"body of {size} bytes ends inside the head length")
-    head_end = _U32.size + _U32.unpack_from(view)[0]
+    head_end = U32.size + U32.unpack_from(view)[0]
     if head_end > size:
         raise DecodeError(
-            f"body of {size} bytes ends inside the head (head_len={head_end - _U32.size})"
+            f"body of {size} bytes ends inside the head (head_len={head_end - U32.size})"
         )
-    head = _read_head(view[_U32.size : head_end])
+    head = _read_head(view[U32.size : head_end])
     if head[0] == Send.code:
         return _decode_send(head, view, head_end)
-    cls, names = _SIMPLE[head[0]]
+    cls, names = SIMPLE[head[0]]
     if head_end != size:
         raise DecodeError(f"{size - head_end} trailing bytes after a {cls.__name__} head")
     if len(head) != len(names) + 1:
@@ -277,13 +276,13 @@ def _decode_action(view: memoryview, max_body: int) -> ActionMessage:
 
 def _read_head(doc: memoryview) -> list[Any]:
     try:
-        head = _unpack_doc(doc, _reject_ext)
+        head = unpack_doc(doc, reject_ext)
     except DecodeError as exc:
         raise DecodeError(f"head: {exc}") from exc
     if type(head) is not list or not head:
-        raise DecodeError(f"head must be a non-empty array [code, ...], got {_tname(head)}")
+        raise DecodeError(f"head must be a non-empty array [code, ...], got {tname(head)}")
     code = head[0]
-    if type(code) is not int or (code != Send.code and code not in _SIMPLE):
+    if type(code) is not int or (code != Send.code and code not in SIMPLE):
         raise DecodeError(f"unknown action code {code!r}")
     return head
 
@@ -300,7 +299,7 @@ def _decode_send(head: list[Any], view: memoryview, start: int) -> Send:
         raise DecodeError(f"Send head must be [4, type, payload_len, data_len], got {head!r}")
     _, type_name, payload_len, data_len = head
     if type(type_name) is not str:
-        raise DecodeError(f"Send type must be a str, got {_tname(type_name)}")
+        raise DecodeError(f"Send type must be a str, got {tname(type_name)}")
     for name, value in (("payload_len", payload_len), ("data_len", data_len)):
         if type(value) is not int or value < 0:
             raise DecodeError(f"Send {name} must be a non-negative int, got {value!r}")

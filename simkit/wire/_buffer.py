@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from simkit.wire._base import _U32, _ZEROS, DecodeError, _byte_view
-from simkit.wire._pack import _pack
+from simkit.wire._base import U32, ZEROS, DecodeError, byte_view
+from simkit.wire._pack import pack
 from simkit.wire._unpack import unpack_value
 
 # ----------------------------------------------------------------------------- self-contained form
 
 
 def _join(doc: bytes, parts: list[memoryview], data_len: int) -> list[bytes | memoryview]:
-    pad = -(_U32.size + len(doc)) % 8 if data_len else 0
-    return [_U32.pack(len(doc)), doc, _ZEROS[:pad], *parts]
+    pad = -(U32.size + len(doc)) % 8 if data_len else 0
+    return [U32.pack(len(doc)), doc, ZEROS[:pad], *parts]
 
 
 def packb(obj: Any, *, canonical: bool = False) -> bytes:
@@ -32,7 +32,7 @@ def packb(obj: Any, *, canonical: bool = False) -> bytes:
     Raises:
         EncodeError: Some part of ``obj`` cannot be encoded.
     """
-    doc, parts, data_len = _pack(obj, "value", canonical=canonical)
+    doc, parts, data_len = pack(obj, "value", canonical=canonical)
     return b"".join(_join(doc, parts, data_len))
 
 
@@ -44,17 +44,17 @@ def unpackb(data: bytes | bytearray | memoryview) -> Any:
     Raises:
         DecodeError: The buffer is malformed or truncated.
     """
-    view = _byte_view(data)
+    view = byte_view(data)
     size = len(view)
-    if size < _U32.size:
+    if size < U32.size:
         raise DecodeError(f"buffer of {size} bytes ends inside the document length")
-    doc_end = _U32.size + _U32.unpack_from(view)[0]
+    doc_end = U32.size + U32.unpack_from(view)[0]
     if doc_end > size:
         raise DecodeError(f"buffer of {size} bytes ends inside the document (ends at {doc_end})")
     data_start = doc_end + (-doc_end % 8 if doc_end < size else 0)
     if data_start > size or any(view[doc_end:data_start]):
         raise DecodeError(f"bad padding after the document in a buffer of {size} bytes")
-    return unpack_value(view[_U32.size : doc_end], view[data_start:])
+    return unpack_value(view[U32.size : doc_end], view[data_start:])
 
 
 def canonical_digest(obj: Any) -> str:
@@ -65,7 +65,7 @@ def canonical_digest(obj: Any) -> str:
     Raises:
         EncodeError: Some part of ``obj`` cannot be encoded.
     """
-    doc, parts, data_len = _pack(obj, "value", canonical=True)
+    doc, parts, data_len = pack(obj, "value", canonical=True)
     digest = hashlib.sha256()
     for part in _join(doc, parts, data_len):
         digest.update(part)

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from simkit.wire._base import DecodeError, _Unsupported
+from simkit.wire._base import DecodeError, Unsupported
 
 _WIRE_DTYPE_RE: Final = re.compile(r"[<>|][biufc][0-9]{1,2}")
 
@@ -17,12 +17,12 @@ _WIRE_NAMES: dict[np.dtype[Any], str] = {}
 _WIRE_DTYPES: dict[str, np.dtype[Any]] = {}
 
 
-def _wire_name(dtype: np.dtype[Any]) -> str:
-    """The dtype's wire name, or ``_Unsupported`` for kinds that may not travel."""
+def wire_name(dtype: np.dtype[Any]) -> str:
+    """The dtype's wire name, or ``Unsupported`` for kinds that may not travel."""
     name = _WIRE_NAMES.get(dtype)
     if name is None:
         if not _portable(dtype):
-            raise _Unsupported(
+            raise Unsupported(
                 f"cannot encode numpy dtype {dtype} (only bool, int, uint, "
                 "float up to 64 bits and complex up to 128 bits)"
             )
@@ -37,7 +37,7 @@ def _portable(dtype: np.dtype[Any]) -> bool:
     return size <= (16 if kind == "c" else 8)
 
 
-def _wire_dtype(name: object) -> np.dtype[Any]:
+def wire_dtype(name: object) -> np.dtype[Any]:
     """Parse a dtype name received from the wire (exact ``dtype.str`` form only)."""
     dtype = _WIRE_DTYPES.get(name) if type(name) is str else None
     if dtype is not None:

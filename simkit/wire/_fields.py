@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Final, Literal, NamedTuple, Protocol, TypeVar,
 
 import numpy as np
 
-from simkit.wire._base import DecodeError, _qualname, tname
+from simkit.wire._base import DecodeError, qualname, tname
 
 
 class Named(Protocol):
@@ -97,7 +97,7 @@ def field_map(message: object) -> dict[str, Any]:
 def _make_spec(cls: type[Any]) -> Spec:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(
-            f"{_qualname(cls)} is not a dataclass; declare it with "
+            f"{qualname(cls)} is not a dataclass; declare it with "
             "@dataclass(frozen=True, slots=True)"
         )
     every = dataclasses.fields(cls)

@@ -7,19 +7,18 @@ import functools
 import hashlib
 from typing import Any, ClassVar
 
-from simkit.wire._base import DecodeError, _byte_view, _qualname
-from simkit.wire._base import tname as _tname
+from simkit.wire._base import DecodeError, byte_view, qualname, tname
 from simkit.wire._fields import build, field_map
-from simkit.wire._pack import _pack_fields
+from simkit.wire._pack import pack_fields
 from simkit.wire._registry import (
+    Codec,
     NameTaken,
-    _Codec,
     claim,
     message_names,
     rank_of,
     registered,
 )
-from simkit.wire._unpack import _Decoding, _unpack_doc
+from simkit.wire._unpack import Decoding, unpack_doc
 
 # ----------------------------------------------------------------------------- messages
 
@@ -63,7 +62,7 @@ class Message:
         explicit = "typename" in cls.__dict__
         name = cls.__dict__["typename"] if explicit else cls.__name__
         if type(name) is not str or not name:
-            raise TypeError(f"{_qualname(cls)}.typename must be a non-empty str, got {name!r}")
+            raise TypeError(f"{qualname(cls)}.typename must be a non-empty str, got {name!r}")
         cls.typename = _register(cls, name, explicit=explicit)
 
     def fields(self) -> dict[str, Any]:
@@ -73,13 +72,13 @@ class Message:
 
 def _register(cls: type[Message], name: str, *, explicit: bool) -> str:
     rank = rank_of(cls, explicit=explicit)
-    codec = _Codec(cls, name, Message.fields, functools.partial(build, cls), True, rank)
+    codec = Codec(cls, name, Message.fields, functools.partial(build, cls), True, rank)
     try:
         return claim(codec, _same_class)
     except NameTaken as taken:
         raise TypeError(
             f"message type name {taken.name!r} is already registered by "
-            f"{_qualname(taken.holder)}; cannot register {_qualname(cls)} "
+            f"{qualname(taken.holder)}; cannot register {qualname(cls)} "
             "(give it another `typename`)"
         ) from None
 
@@ -135,10 +134,10 @@ class SerializedMessage:
         self, type: str, payload: bytes | memoryview, data: bytes | memoryview = b""
     ) -> None:
         if not isinstance(type, str):
-            raise TypeError(f"SerializedMessage.type must be a str, got {_tname(type)}")
+            raise TypeError(f"SerializedMessage.type must be a str, got {tname(type)}")
         self.type = type
-        self.payload: memoryview = _byte_view(payload)
-        self.data: memoryview = _byte_view(data)
+        self.payload: memoryview = byte_view(payload)
+        self.data: memoryview = byte_view(data)
         self.nbytes = self.payload.nbytes + self.data.nbytes
 
     @classmethod
@@ -148,7 +147,7 @@ class SerializedMessage:
         Raises:
             EncodeError: A field cannot be encoded.
         """
-        doc, parts, _ = _pack_fields(field_map(msg), type(msg))
+        doc, parts, _ = pack_fields(field_map(msg), type(msg))
         return cls(msg.typename, doc, b"".join(parts))
 
     def decode(self) -> Message:
@@ -164,7 +163,7 @@ class SerializedMessage:
         if cls is None:
             raise DecodeError(f"unknown message type {self.type!r}")
         try:
-            fields = _unpack_doc(self.payload, _Decoding(self.data))
+            fields = unpack_doc(self.payload, Decoding(self.data))
         except DecodeError as exc:
             raise DecodeError(f"{self.type} payload: {exc}") from exc
         try:

@@ -36,19 +36,19 @@ import msgpack
 import numpy as np
 
 from simkit.wire._base import (
-    _INT_MIN,
-    _MAX_DEPTH,
-    _UINT_MAX,
-    _ZEROS,
     EXT_ARRAY,
     EXT_OBJECT,
     EXT_SCALAR,
+    INT_MIN,
+    MAX_DEPTH,
+    UINT_MAX,
+    ZEROS,
     EncodeError,
-    _qualname,
-    _Unsupported,
+    Unsupported,
+    qualname,
 )
-from simkit.wire._dtypes import _wire_name
-from simkit.wire._registry import _BY_TYPE, _Codec
+from simkit.wire._dtypes import wire_name
+from simkit.wire._registry import BY_TYPE, Codec
 
 # ----------------------------------------------------------------------------- packing
 
@@ -70,7 +70,7 @@ def _native(obj: Any) -> Any:
         return dict(obj)
     if isinstance(obj, list | tuple):
         return list(obj)
-    raise _Unsupported(f"cannot encode object of type {_qualname(type(obj))}")
+    raise Unsupported(f"cannot encode object of type {qualname(type(obj))}")
 
 
 def _is_tensor(cls: type[Any]) -> bool:
@@ -81,9 +81,9 @@ def _tensor_to_numpy(tensor: Any) -> np.ndarray[Any, Any]:
     try:
         array = tensor.detach().cpu().resolve_conj().resolve_neg().numpy()
     except (TypeError, RuntimeError) as exc:
-        raise _Unsupported(f"cannot convert torch tensor to numpy: {exc}") from exc
+        raise Unsupported(f"cannot convert torch tensor to numpy: {exc}") from exc
     if not isinstance(array, np.ndarray):
-        raise _Unsupported(f"torch tensor converted to {type(array).__name__}, not an ndarray")
+        raise Unsupported(f"torch tensor converted to {type(array).__name__}, not an ndarray")
     return array
 
 
@@ -116,7 +116,7 @@ class _Packing:
             return self.array(obj)
         if cls is tuple:
             return list(obj)
-        codec = _BY_TYPE.get(cls)
+        codec = BY_TYPE.get(cls)
         if codec is not None:
             return self.registered(codec, obj)
         if isinstance(obj, np.generic):
@@ -130,7 +130,7 @@ class _Packing:
     def array(self, array: np.ndarray[Any, Any]) -> msgpack.ExtType:
         if self.canonical:
             array = _little_endian(array)
-        dtype = _wire_name(array.dtype)
+        dtype = wire_name(array.dtype)
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)
         offset = self.append(array)
@@ -143,7 +143,7 @@ class _Packing:
             return 0
         pad = -self.size % 8
         if pad:
-            self.parts.append(_ZEROS[:pad])
+            self.parts.append(ZEROS[:pad])
             self.size += pad
         offset = self.size
         self.parts.append(array.data.cast("B"))
@@ -156,10 +156,10 @@ class _Packing:
         array = np.asarray(obj)
         if self.canonical:
             array = _little_endian(array)
-        meta = _META_PACKER.pack([_wire_name(array.dtype), array.tobytes()])
+        meta = _META_PACKER.pack([wire_name(array.dtype), array.tobytes()])
         return msgpack.ExtType(EXT_SCALAR, meta)
 
-    def registered(self, codec: _Codec, obj: Any) -> msgpack.ExtType:
+    def registered(self, codec: Codec, obj: Any) -> msgpack.ExtType:
         value = codec.to_obj(obj)
         if self.canonical:
             value = _canonical(value)
@@ -172,7 +172,7 @@ class _Packing:
 
 def _plain_array(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     if isinstance(array, np.ma.MaskedArray):
-        raise _Unsupported("cannot encode masked arrays (the mask would be lost)")
+        raise Unsupported("cannot encode masked arrays (the mask would be lost)")
     return np.asarray(array)
 
 
@@ -195,7 +195,7 @@ def _release(packing: _Packing) -> None:
     _local.idle = packing
 
 
-def _pack(
+def pack(
     obj: Any, root: str, *, fields: bool = False, canonical: bool = False
 ) -> tuple[bytes, list[memoryview], int]:
     """Encode ``obj``; ``root`` names it in errors, ``fields`` if it is a field map."""
@@ -226,18 +226,18 @@ _PLAIN: Final = _PlainPacker()
 
 # Message classes one of whose field maps needed the hook: theirs go straight
 # to it, as a failed plain attempt costs more than the hook saves.
-_NEEDS_HOOK: set[type[Any]] = set()
+NEEDS_HOOK: set[type[Any]] = set()
 
 
-def _pack_fields(fields: dict[str, Any], cls: type[Any]) -> tuple[bytes, list[memoryview], int]:
-    """:func:`_pack` the field map of a ``cls`` (errors name ``payload.<field>``)."""
-    if cls not in _NEEDS_HOOK:
+def pack_fields(fields: dict[str, Any], cls: type[Any]) -> tuple[bytes, list[memoryview], int]:
+    """:func:`pack` the field map of a ``cls`` (errors name ``payload.<field>``)."""
+    if cls not in NEEDS_HOOK:
         try:
             return _PLAIN.packer.pack(fields), [], 0
         except Exception:  # a value that needs the hook, or cannot be encoded (the
             # packer has reset itself)
-            _NEEDS_HOOK.add(cls)
-    return _pack(fields, "payload", fields=True)
+            NEEDS_HOOK.add(cls)
+    return pack(fields, "payload", fields=True)
 
 
 def pack_value(obj: Any) -> tuple[bytes, list[memoryview], int]:
@@ -253,7 +253,7 @@ def pack_value(obj: Any) -> tuple[bytes, list[memoryview], int]:
     Raises:
         EncodeError: Some part of ``obj`` cannot be encoded.
     """
-    return _pack(obj, "value")
+    return pack(obj, "value")
 
 
 # ----------------------------------------------------------------------------- encode errors
@@ -272,14 +272,14 @@ def _encode_error(obj: Any, root: str, fields: bool, exc: Exception) -> EncodeEr
 
 def _locate(obj: Any, path: str, fields: bool, depth: int) -> tuple[str, str] | None:
     """Find the first part of ``obj`` the packing hook rejects: ``(path, problem)``."""
-    if depth > _MAX_DEPTH:
-        return path, f"nesting deeper than {_MAX_DEPTH} levels (a cycle?)"
+    if depth > MAX_DEPTH:
+        return path, f"nesting deeper than {MAX_DEPTH} levels (a cycle?)"
     cls = type(obj)
     if obj is None or cls in (bool, float, str, bytes, bytearray, memoryview):
         return None
     if cls is int:
-        return None if _INT_MIN <= obj <= _UINT_MAX else (path, f"integer {obj} exceeds 64 bits")
-    codec = _BY_TYPE.get(cls)
+        return None if INT_MIN <= obj <= UINT_MAX else (path, f"integer {obj} exceeds 64 bits")
+    codec = BY_TYPE.get(cls)
     if codec is not None:
         return _locate(codec.to_obj(obj), path, codec.fields, depth + 1)
     if isinstance(obj, dict):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from simkit.wire._base import _qualname
+from simkit.wire._base import qualname
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ BUILTIN: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
-class _Codec:
+class Codec:
     cls: type[Any]
     name: str
     to_obj: Callable[[Any], Any]
@@ -47,8 +47,8 @@ class _Codec:
     rank: int = DEFAULT
 
 
-_BY_NAME: dict[str, _Codec] = {}
-_BY_TYPE: dict[type[Any], _Codec] = {}
+BY_NAME: dict[str, Codec] = {}
+BY_TYPE: dict[type[Any], Codec] = {}
 
 
 class NameTaken(Exception):
@@ -71,7 +71,7 @@ def qualified_name(cls: type[Any]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def claim(codec: _Codec, replaces: Callable[[type[Any], type[Any]], bool]) -> str:
+def claim(codec: Codec, replaces: Callable[[type[Any], type[Any]], bool]) -> str:
     """Register ``codec`` under its name or, if it gives way, its qualified name.
 
     Args:
@@ -86,7 +86,7 @@ def claim(codec: _Codec, replaces: Callable[[type[Any], type[Any]], bool]) -> st
         NameTaken: The name is held at the same or a higher rank, or a
             ``DEFAULT`` claim finds its qualified name taken too.
     """
-    holder = _BY_NAME.get(codec.name)
+    holder = BY_NAME.get(codec.name)
     if holder is None or replaces(holder.cls, codec.cls):
         return _put(dataclasses.replace(codec, rank=codec.rank if holder is None else holder.rank))
     if holder.rank == DEFAULT < codec.rank and holder.name != qualified_name(holder.cls):
@@ -95,28 +95,28 @@ def claim(codec: _Codec, replaces: Callable[[type[Any], type[Any]], bool]) -> st
     if codec.rank > DEFAULT:
         raise NameTaken(codec.name, holder.cls, codec.cls)
     qualified = dataclasses.replace(codec, name=qualified_name(codec.cls))
-    holder = _BY_NAME.get(qualified.name)
+    holder = BY_NAME.get(qualified.name)
     if holder is None or replaces(holder.cls, codec.cls):
         return _put(qualified)
     raise NameTaken(qualified.name, holder.cls, codec.cls)
 
 
-def _put(codec: _Codec) -> str:
-    old = _BY_TYPE.get(codec.cls)
-    if old is not None and _BY_NAME.get(old.name) is old:
-        del _BY_NAME[old.name]
-    _BY_NAME[codec.name] = codec
-    _BY_TYPE[codec.cls] = codec
+def _put(codec: Codec) -> str:
+    old = BY_TYPE.get(codec.cls)
+    if old is not None and BY_NAME.get(old.name) is old:
+        del BY_NAME[old.name]
+    BY_NAME[codec.name] = codec
+    BY_TYPE[codec.cls] = codec
     return codec.name
 
 
-def _move(holder: _Codec) -> None:
+def _move(holder: Codec) -> None:
     """Move a ``DEFAULT`` holder to its qualified name (its class says so too)."""
     moved = dataclasses.replace(holder, name=qualified_name(holder.cls))
-    taken = _BY_NAME.get(moved.name)
+    taken = BY_NAME.get(moved.name)
     if taken is not None and taken.cls is not holder.cls:
         raise NameTaken(moved.name, taken.cls, holder.cls)
-    del _BY_NAME[holder.name]
+    del BY_NAME[holder.name]
     _put(moved)
     if holder.fields:
         holder.cls.typename = moved.name
@@ -140,24 +140,24 @@ def register_codec(
         ValueError: ``name`` is taken by another class, or ``cls`` already
             has another name.
     """
-    current = _BY_TYPE.get(cls)
+    current = BY_TYPE.get(cls)
     if current is not None and current.name != name:
-        raise ValueError(f"{_qualname(cls)} is already registered as {current.name!r}")
-    codec = _Codec(cls, name, to_obj, from_obj, False, rank_of(cls, explicit=True))
+        raise ValueError(f"{qualname(cls)} is already registered as {current.name!r}")
+    codec = Codec(cls, name, to_obj, from_obj, False, rank_of(cls, explicit=True))
     try:
         claim(codec, lambda old, new: old is new)
     except NameTaken as taken:
         raise ValueError(
-            f"codec name {name!r} is already registered for {_qualname(taken.holder)}; "
-            f"cannot register {_qualname(cls)} under it"
+            f"codec name {name!r} is already registered for {qualname(taken.holder)}; "
+            f"cannot register {qualname(cls)} under it"
         ) from None
 
 
-def registered(name: str) -> _Codec | None:
+def registered(name: str) -> Codec | None:
     """The registration of ``name``, if any."""
-    return _BY_NAME.get(name)
+    return BY_NAME.get(name)
 
 
 def message_names() -> list[str]:
     """The names of all registered message types, sorted."""
-    return sorted(name for name, codec in _BY_NAME.items() if codec.fields)
+    return sorted(name for name, codec in BY_NAME.items() if codec.fields)

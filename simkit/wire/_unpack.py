@@ -10,21 +10,21 @@ import msgpack
 import numpy as np
 
 from simkit.wire._base import (
-    _INT_MAX,
-    _MAX_DEPTH,
-    _MAX_NDIM,
     EXT_ARRAY,
     EXT_OBJECT,
     EXT_SCALAR,
+    INT_MAX,
+    MAX_DEPTH,
+    MAX_NDIM,
     DecodeError,
 )
-from simkit.wire._dtypes import _wire_dtype
-from simkit.wire._registry import _BY_NAME
+from simkit.wire._dtypes import wire_dtype
+from simkit.wire._registry import BY_NAME
 
 # ----------------------------------------------------------------------------- unpacking
 
 
-def _unpack_doc(doc: bytes | memoryview, ext_hook: Callable[[int, bytes], Any]) -> Any:
+def unpack_doc(doc: bytes | memoryview, ext_hook: Callable[[int, bytes], Any]) -> Any:
     """Unpack exactly one document; every failure becomes a :class:`DecodeError`."""
     try:
         # unpackb bounds every length (str, bin, array, map, ext) by len(doc)
@@ -49,11 +49,11 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"unexpected ext type {code} ({len(data)} bytes)")
 
 
-class _Decoding:
+class Decoding:
     """The ext hook of one decode: resolves arrays against the data section."""
 
     __slots__ = ("data", "depth")
@@ -64,17 +64,17 @@ class _Decoding:
 
     def __call__(self, code: int, raw: bytes) -> Any:
         if code == EXT_ARRAY:
-            return self.array(_unpack_doc(raw, _reject_ext))
+            return self.array(unpack_doc(raw, reject_ext))
         if code == EXT_OBJECT:
             return self.registered(raw)
         if code == EXT_SCALAR:
-            return _scalar(_unpack_doc(raw, _reject_ext))
+            return _scalar(unpack_doc(raw, reject_ext))
         raise DecodeError(f"unknown ext type {code}")
 
     def array(self, meta: Any) -> np.ndarray[Any, Any]:
         if type(meta) is not list or len(meta) != 4:
             raise DecodeError(f"array header must be [dtype, shape, offset, nbytes], got {meta!r}")
-        dtype = _wire_dtype(meta[0])
+        dtype = wire_dtype(meta[0])
         shape = _shape(meta[1])
         offset, nbytes = _count(meta[2], "array offset"), _count(meta[3], "array nbytes")
         count = math.prod(shape)
@@ -99,13 +99,13 @@ class _Decoding:
 
     def registered(self, raw: bytes) -> Any:
         self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise DecodeError(f"objects nested deeper than {_MAX_DEPTH} levels")
-        item = _unpack_doc(raw, self)
+        if self.depth > MAX_DEPTH:
+            raise DecodeError(f"objects nested deeper than {MAX_DEPTH} levels")
+        item = unpack_doc(raw, self)
         self.depth -= 1
         if type(item) is not list or len(item) != 2 or type(item[0]) is not str:
             raise DecodeError("registered object must be [type_name, value]")
-        codec = _BY_NAME.get(item[0])
+        codec = BY_NAME.get(item[0])
         if codec is None:
             raise DecodeError(f"unknown registered type {item[0]!r}")
         try:
@@ -123,10 +123,10 @@ def _count(value: Any, what: str) -> int:
 
 
 def _shape(value: Any) -> tuple[int, ...]:
-    if type(value) is not list or len(value) > _MAX_NDIM:
-        raise DecodeError(f"array shape must be a list of at most {_MAX_NDIM} ints, got {value!r}")
+    if type(value) is not list or len(value) > MAX_NDIM:
+        raise DecodeError(f"array shape must be a list of at most {MAX_NDIM} ints, got {value!r}")
     shape = tuple(_count(dim, "array dimension") for dim in value)
-    if any(dim > _INT_MAX for dim in shape):
+    if any(dim > INT_MAX for dim in shape):
         raise DecodeError(f"array shape {shape} has a dimension above 2**63 - 1")
     return shape
 
@@ -134,7 +134,7 @@ def _shape(value: Any) -> tuple[int, ...]:
 def _scalar(meta: Any) -> np.generic:
     if type(meta) is not list or len(meta) != 2 or type(meta[1]) is not bytes:
         raise DecodeError(f"numpy scalar must be [dtype, raw_bytes], got {meta!r}")
-    dtype = _wire_dtype(meta[0])
+    dtype = wire_dtype(meta[0])
     if len(meta[1]) != dtype.itemsize:
         raise DecodeError(f"numpy scalar of dtype {dtype.str} needs {dtype.itemsize} bytes")
     value: np.generic = np.frombuffer(meta[1], dtype)[0]
@@ -157,4 +157,4 @@ def unpack_value(doc: bytes | memoryview, data: memoryview) -> Any:
     Raises:
         DecodeError: The input is malformed, truncated or names an unknown type.
     """
-    return _unpack_doc(doc, _Decoding(data))
+    return unpack_doc(doc, Decoding(data))

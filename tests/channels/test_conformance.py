@@ -1,9 +1,16 @@
 """One conformance suite for every Channel transport (in-memory and TCP).
 
-A transport fixture gives a :class:`Kind`: how to make the transport and in
-which mode to run. Each test runs in its own loop: the in-memory transport in
-virtual time (deterministically), TCP in real time on loopback. Waits poll a
-condition rather than sleeping a fixed time, so both modes run fast.
+A transport fixture gives a :class:`Kind`: how to make the transport, in
+which mode to run and whether it applies backpressure. Each test runs in its
+own loop: the in-memory transport in virtual time (deterministically), TCP in
+real time on loopback. Waits poll a condition rather than sleeping a fixed
+time, so both modes run fast.
+
+Delivery is pushed (``Channel.start``), so trio's "receive" cases become:
+what ``on_message``/``on_close`` see, and what a close does to messages in
+flight. There is no scripted transport: the TCP cases that need a peer
+misbehaving at the byte level use a raw socket (``conformance_helpers``,
+``test_tcp_hostile``).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
@@ -24,9 +32,20 @@ from simkit.channels import (
     TcpTransport,
     Transport,
 )
-from simkit.messages import ActionMessage, Drop, Join, Message, Ping, Send
+from simkit.codec import FrameTooLarge
+from simkit.messages import (
+    Drop,
+    Join,
+    Message,
+    Ping,
+    Send,
+    body_size,
+    encode_action,
+    encode_action_bytes,
+)
 from simkit.runtime import Mode, run
 
+from .conformance_helpers import Inbox, gated_peer
 from .tcp_helpers import wait_until
 
 
@@ -35,30 +54,28 @@ class ConformanceHello(Message):
     n: int
 
 
-class Inbox:
-    """Collects what a channel pushes."""
-
-    def __init__(self) -> None:
-        self.messages: list[ActionMessage] = []
-        self.closed: list[str] = []
-
-    def on_message(self, msg: ActionMessage) -> None:
-        self.messages.append(msg)
-
-    def on_close(self, reason: str) -> None:
-        self.closed.append(reason)
+@dataclass(frozen=True, slots=True)
+class ConformanceBlob(Message):
+    sender: int
+    seq: int
+    data: bytes
 
 
 @dataclass(frozen=True)
 class Kind:
-    make: Callable[[], Transport]
+    make: Callable[..., Transport]
     mode: Mode
+    backpressure: bool  # ``await send`` waits for a slow receiver
+
+
+def _tcp(**options: Any) -> Transport:
+    return TcpTransport(close_timeout=0.5, **options)
 
 
 TransportFactory = Kind
 TRANSPORTS: dict[str, Kind] = {
-    "memory": Kind(MemoryNetwork, "virtual"),
-    "tcp": Kind(lambda: TcpTransport(close_timeout=0.5), "real"),
+    "memory": Kind(MemoryNetwork, "virtual", backpressure=False),
+    "tcp": Kind(_tcp, "real", backpressure=True),
 }
 
 
@@ -86,9 +103,9 @@ async def pair(transport: Transport) -> tuple[Channel, Channel, Inbox, Inbox]:
     return client, server, cin, sin
 
 
-def run_with(kind: Kind, body: Callable[[Transport], Awaitable[None]]) -> None:
+def run_with(kind: Kind, body: Callable[[Transport], Awaitable[None]], **options: Any) -> None:
     async def main() -> None:
-        transport = kind.make()
+        transport = kind.make(**options)
         try:
             await body(transport)
         finally:
@@ -185,3 +202,232 @@ def test_closed_listener_accepts_no_more(make_transport: TransportFactory) -> No
             await t.connect("client", "server")
 
     run_with(make_transport, body)
+
+
+# ----------------------------------------------------------------------------- breadth
+
+
+def blob(sender: int, seq: int, size: int = 0) -> Send:
+    return Send("ConformanceBlob", ConformanceBlob(sender, seq, bytes(size)))
+
+
+def blobs(inbox: Inbox) -> list[ConformanceBlob]:
+    out = []
+    for msg in inbox.messages:
+        if isinstance(msg, Send) and msg.type == "ConformanceBlob":
+            payload = msg.payload.decode()  # type: ignore[union-attr]
+            assert isinstance(payload, ConformanceBlob)
+            out.append(payload)
+    return out
+
+
+def test_round_trips_both_ways(make_transport: TransportFactory) -> None:
+    async def body(t: Transport) -> None:
+        client, server, cin, sin = await pair(t)
+        for i in range(5):
+            client.send_nowait(blob(0, i, 10))
+            assert await client.send(blob(0, 100 + i)) > 0
+        await wait_until(lambda: len(sin.messages) == 10)
+        for m in sin.messages[::-1]:  # answer in reverse, with both send flavours
+            seq = m.payload.decode().seq  # type: ignore[union-attr]
+            await server.send(blob(1, seq))
+        server.send_nowait(Ping(9))
+        await wait_until(lambda: len(cin.messages) == 11)
+        assert [b.seq for b in blobs(sin)] == [i + k for i in range(5) for k in (0, 100)]
+        assert [b.seq for b in blobs(cin)] == [b.seq for b in blobs(sin)][::-1]
+        assert cin.messages[-1] == Ping(9)
+        assert cin.closed == sin.closed == []
+
+    run_with(make_transport, body)
+
+
+def test_every_send_flavour_names_the_closed_end(make_transport: TransportFactory) -> None:
+    """Sent on an end closed here: ChannelClosed; on an end the peer closed: BrokenChannel."""
+
+    async def body(t: Transport) -> None:
+        client, server, cin, _sin = await pair(t)
+        raw = encode_action_bytes(Ping(1))
+        client.close("here")
+        server_closed = wait_until(lambda: server.closed)
+        await server_closed
+        for end, error in ((client, ChannelClosed), (server, BrokenChannel)):
+            with pytest.raises(error):
+                end.send_nowait(Ping(1))
+            with pytest.raises(error):
+                await end.send(Ping(1))
+            with pytest.raises(error):
+                end.send_encoded(raw, "Ping")
+            with pytest.raises(error):
+                await end.send_body(raw, "Ping")
+        await settle()
+        assert cin.closed == []  # a close made here is not reported here
+
+    run_with(make_transport, body)
+
+
+def test_peer_close_is_reported_once_after_its_data(make_transport: TransportFactory) -> None:
+    async def body(t: Transport) -> None:
+        client, server, cin, _sin = await pair(t)
+        for i in range(3):
+            await server.send(blob(0, i, 1000))
+        server.close("leaving")
+        server.close("again")
+        await wait_until(lambda: cin.closed)
+        await settle()
+        assert [b.seq for b in blobs(cin)] == [0, 1, 2]
+        assert cin.closed == ["leaving"]
+        assert client.closed
+
+    run_with(make_transport, body)
+
+
+def test_close_while_messages_are_in_flight_to_this_end(make_transport: TransportFactory) -> None:
+    """Closing drops what has not been pushed yet; ``on_close`` stays silent here."""
+
+    async def body(t: Transport) -> None:
+        client, server, cin, sin = await pair(t)
+        for i in range(3):
+            server.send_nowait(blob(0, i))
+        client.close("bye")
+        await wait_until(lambda: sin.closed)
+        await settle()
+        assert cin.messages == []
+        assert cin.closed == []
+        assert sin.closed == ["bye"]
+        with pytest.raises(BrokenChannel):
+            server.send_nowait(Ping(1))
+
+    run_with(make_transport, body)
+
+
+def test_cancelled_send_is_whole_or_nothing(make_transport: TransportFactory) -> None:
+    """A send in a cancelled scope sends its message whole or not at all; the channel goes on."""
+
+    async def body(t: Transport) -> None:
+        client, _server, _cin, sin = await pair(t)
+        cancelled = 0
+        for i in range(10):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await client.send(blob(0, i, 100))
+            cancelled += scope.cancelled_caught
+        await client.send(blob(0, 99))
+        await wait_until(lambda: blobs(sin) and blobs(sin)[-1].seq == 99)
+        seqs = [b.seq for b in blobs(sin)]
+        assert seqs == sorted(set(seqs))
+        assert seqs[-1] == 99
+        assert len(seqs) - 1 == 10 - cancelled or make_transport.backpressure
+        assert not client.closed
+
+    run_with(make_transport, body)
+
+
+LIMIT = 1 << 21  # 2 MiB: TCP's zero-copy path (bodies from 1 MiB) is in range
+
+
+def blob_encoding_to(size: int) -> Send:
+    """A blob whose body is exactly ``size`` bytes."""
+    n = size - 256
+    n += size - body_size(encode_action(blob(0, 0, n), 2 * size))
+    msg = blob(0, 0, n)
+    assert body_size(encode_action(msg, 2 * size)) == size
+    return msg
+
+
+def test_frames_at_the_limit_pass_and_over_it_are_refused(
+    make_transport: TransportFactory,
+) -> None:
+    async def body(t: Transport) -> None:
+        client, _server, cin, sin = await pair(t)
+        client.send_nowait(Ping(1))  # a TCP peer's first frame must be small
+        at_limit = blob_encoding_to(LIMIT)
+        assert await client.send(at_limit) == LIMIT
+        over = blob_encoding_to(LIMIT + 1)
+        raw = b"".join(encode_action(over, 2 * LIMIT))
+        with pytest.raises(FrameTooLarge, match="above the limit"):
+            client.send_nowait(over)
+        with pytest.raises(FrameTooLarge, match="above the limit"):
+            await client.send(over)
+        with pytest.raises(FrameTooLarge, match="above the limit"):
+            client.send_encoded(raw, "ConformanceBlob")
+        with pytest.raises(FrameTooLarge, match="above the limit"):
+            await client.send_body(raw, "ConformanceBlob")
+        client.send_nowait(Ping(2))
+        await wait_until(lambda: len(sin.messages) == 3)
+        await settle()
+        assert sin.messages[0] == Ping(1)
+        assert sin.messages[2] == Ping(2)
+        assert len(blobs(sin)[0].data) == len(at_limit.payload.data)  # type: ignore[union-attr]
+        assert not client.closed
+        assert sin.closed == cin.closed == []
+
+    run_with(make_transport, body, max_body=LIMIT)
+
+
+def test_concurrent_senders_keep_their_order(make_transport: TransportFactory) -> None:
+    """Eight tasks share one channel (TCP: a 16 KiB send buffer makes them wait)."""
+    senders, each = 8, 40
+
+    async def body(t: Transport) -> None:
+        client, _server, _cin, sin = await pair(t)
+
+        async def sender(k: int) -> None:
+            for i in range(each):
+                await client.send(blob(k, i, 1500))
+                if i % 7 == k % 7:
+                    client.send_nowait(blob(k, -i))
+
+        async with anyio.create_task_group() as tg:
+            for k in range(senders):
+                tg.start_soon(sender, k)
+        extra = sum(1 for k in range(senders) for i in range(each) if i % 7 == k % 7)
+        await wait_until(lambda: len(sin.messages) == senders * each + extra)
+        got = blobs(sin)
+        for k in range(senders):
+            mine = [abs(b.seq) for b in got if b.sender == k]
+            assert mine == sorted(mine)
+            assert sorted({b.seq for b in got if b.sender == k and b.seq >= 0}) == list(range(each))
+        if make_transport.backpressure:  # the senders really interleaved
+            assert len({b.sender for b in got[: senders * 2]}) > 1
+
+    run_with(
+        make_transport, body, **({"send_buffer": 16 * 1024} if make_transport.backpressure else {})
+    )
+
+
+def test_slow_receiver_blocks_send_not_send_nowait(make_transport: TransportFactory) -> None:
+    """TCP: ``await send`` waits for a receiver that does not read; cancelled, it sent nothing.
+
+    The in-memory transport applies no backpressure: its sends never wait.
+    """
+
+    async def body(t: Transport) -> None:
+        if not make_transport.backpressure:
+            client, _server, _cin, _sin = await pair(t)
+            start = anyio.current_time()
+            for i in range(200):
+                await client.send(blob(0, i, 60_000))
+            assert anyio.current_time() == start
+            return
+        assert isinstance(t, TcpTransport)
+        async with gated_peer(t.max_body) as (peer, address):
+            client = await t.connect("client", address)
+            client.start(Inbox().on_message, Inbox().on_close)
+            sent = 0
+            with anyio.move_on_after(0.3) as scope:
+                for i in range(2000):  # 120 MB if nothing pushed back
+                    await client.send(blob(0, i, 60_000))
+                    sent += 1
+            assert scope.cancelled_caught
+            assert 0 < sent < 400
+            client.send_nowait(blob(0, -1))  # never waits, even now
+            assert not client.closed
+            peer.open()
+            await client.send(blob(0, 10_000))
+            await wait_until(lambda: len(peer.received) == sent + 2)
+            seqs = [m.payload.decode().seq for m in peer.received]  # type: ignore[union-attr]
+            assert seqs == [*range(sent), -1, 10_000]  # the cancelled send sent nothing
+
+    run_with(
+        make_transport, body, **({"send_buffer": 256 * 1024} if make_transport.backpressure else {})
+    )
