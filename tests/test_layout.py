@@ -103,9 +103,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("protocols.fedavg._privacy", "protocols.fedavg._strategy"): (
         "local_mechanism reads the strategy's Clip and GaussianNoise mods"
     ),
-    ("simkit.testing._record", "simkit.testing._replay"): (
-        "a record writes its TOML document with the replay module's writer"
-    ),
 }
 
 
