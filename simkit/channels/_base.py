@@ -152,6 +152,7 @@ class Channel(abc.ABC):
     def close(self, reason: str = "") -> None:
         """Close this end; the peer sees the close after data already sent.
 
+        There is no half-close: messages still arriving here are dropped.
         Idempotent. ``on_close`` is not called for a close made here.
         """
 

@@ -301,7 +301,8 @@ def round_table(result: RunResult) -> Any:
     )
     late = any(r.late for r in result.rounds)  # FedBuff: stale replies discarded
     columns = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
-    eps = result.privacy["epsilon"] if result.privacy else None  # DP: spent after each round
+    privacy = getattr(result, "privacy", None)  # DP: epsilon spent after each round
+    eps = privacy["epsilon"] if privacy else None
     for column in [*columns, "loss", "accuracy", *(["epsilon"] if eps else []), "bytes", "time"]:
         table.add_column(column, justify="right", no_wrap=True)
     # dropped: failed to answer, or crashed or seen gone during the round (SecAgg stages too)

@@ -40,14 +40,17 @@ def rounds_table(result: RunResult, events: Sequence[Event]) -> str:
     late = any(r.late for r in result.rounds)
     drops = drop_events(events)
     head = ["round", "sampled", "replied", "dropped", *(["late"] if late else [])]
-    head += ["loss", "accuracy", "end (s)", "note"]
+    privacy = getattr(result, "privacy", None)  # DP: epsilon spent after each round
+    eps = privacy["epsilon"] if privacy else None
+    head += ["loss", "accuracy", *(["epsilon"] if eps else []), "end (s)", "note"]
     rows = []
-    for r in result.rounds:
+    for i, r in enumerate(result.rounds):
         gone = dropped_in_round(r, drops)
         cells = [str(r.round), str(len(r.sampled)), str(len(r.replied))]
         cells.append(f'<span title="{esc(" ".join(gone))}">{len(gone)}</span>')
         cells += [str(r.late)] if late else []
-        cells += [_fmt(r.loss), _fmt(r.accuracy), f"{r.t_end:.2f}", esc(r.reason)]
+        cells += [_fmt(r.loss), _fmt(r.accuracy), *([_fmt(eps[i])] if eps else [])]
+        cells += [f"{r.t_end:.2f}", esc(r.reason)]
         style = ' class="aborted"' if r.aborted else ""
         rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)

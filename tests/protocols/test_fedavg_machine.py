@@ -376,6 +376,65 @@ def test_early_stopping_ends_the_run_with_its_reason() -> None:
     assert h.logs[-1] == h.m.core.stopped
 
 
+def test_min_replies_aborts_and_on_abort_continue_runs_every_round() -> None:
+    h = start(min_replies=3)
+    names = h.waiting()
+    for gone in names[:2]:  # two crash in round 1: 2 of 4 left, min_replies 3
+        del h.session[gone]
+    h.feed([reply(h, c) for c in names[2:]], names[:2])
+    for _ in range(SCENARIO["rounds"] - 1):
+        h.feed([reply(h, c) for c in h.waiting()])
+    records = h.m.core.records
+    assert len(records) == SCENARIO["rounds"]  # on_abort = continue
+    assert all(r.aborted and "usable replies < min_replies 3" in r.reason for r in records)
+    assert all(r.accuracy is None for r in records)
+    assert h.m.core.version == 0  # an aborted round leaves the weights alone
+    assert all(h.requests[c].weights is None for c in names[2:])  # so they hold version 0
+
+
+def test_federated_evaluation_sends_the_weights_and_the_next_request_none() -> None:
+    h = start(evaluate="clients", eval_every=1)
+    names = h.waiting()
+    h.feed([reply(h, c) for c in names])
+    evaluate = h.sent[-1].message
+    assert isinstance(evaluate, EvaluationRequest)
+    assert evaluate.weights is not None  # version 1 is new to every client
+    h.feed([evaluation(c, 1, 0.5) for c in names])
+    assert all(h.requests[c].round == 2 for c in names)
+    assert all(h.requests[c].weights is None for c in names)  # evaluated on it: held
+
+
+def test_a_straggler_fails_its_round_and_its_reply_is_late_in_the_next() -> None:
+    h = start()
+    slow, *fast = h.waiting()
+    h.feed([reply(h, c) for c in fast])
+    assert h.waiting() == (slow,)
+    h.now = h.deadline
+    h.feed([])  # the deadline passes; the straggler is still connected
+    first = h.m.core.records[0]
+    assert first.failed == (slow,)
+    assert not first.aborted
+    stale = reply(h, slow, round=1)
+    h.feed([stale] + [reply(h, c) for c in fast])
+    assert slow in h.waiting()  # asked again in round 2, still awaited
+    h.now = h.deadline
+    h.feed([])
+    second = h.m.core.records[1]
+    assert second.late == 1
+    assert slow not in second.replied
+
+
+def test_early_stopping_on_eval_loss_counts_evaluations_without_improvement() -> None:
+    h = start(evaluate="clients", eval_every=1, patience=2, min_delta=0.05)
+    for total in (0.5, 0.48, 0.47):  # improvements smaller than min_delta
+        names = h.waiting()
+        h.feed([reply(h, c) for c in names])
+        h.feed([evaluation(c, h.m.core.round, total) for c in names])
+    assert h.stopped
+    assert len(h.m.core.records) == 3
+    assert h.m.core.stopped.startswith("early stopping: eval_loss did not improve")
+
+
 def test_a_secure_round_releases_late_trainers_and_sums_the_cohort() -> None:
     secagg = SecAggSettings.from_table({"mode": "secagg"}, "t")
     assert secagg is not None

@@ -22,6 +22,7 @@ from protocols.fedavg._privacy import (
 from protocols.fedavg._strategy import load_mods
 from simkit.cli._run import round_table
 from simkit.protocol import RoundRecord
+from simkit.report._html import rounds_table
 from simkit.runner import run_scenario
 from simkit.scenario import scenario_json_schema
 
@@ -128,6 +129,9 @@ def test_dp_fedavg_reports_epsilon_per_round_in_json_and_the_table() -> None:
     Console(file=text, width=120).print(round_table(result))
     assert "epsilon" in text.getvalue()
     assert f"{expected[-1]:.2f}" in text.getvalue()
+    html = rounds_table(result, result.trace.events)  # the report's round table
+    assert "<th>epsilon</th>" in html
+    assert f"<td>{expected[0]:.4f}</td>" in html
 
 
 def test_client_mods_report_local_epsilon_and_a_plain_run_none() -> None:
