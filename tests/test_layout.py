@@ -71,6 +71,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "simkit.runner",
             "simkit.report",
             "simkit.cli",
+            "simkit._cli_error",
             "simkit.compare",
             "simkit.demo",
             "simkit.testing",
@@ -95,7 +96,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("simkit.runner._results", "simkit.report"): (
         "RunResult._repr_html_ renders with the report, which reads RunResult"
     ),
-    ("simkit.compare", "simkit.cli"): "compare's command raises the CLI's CLIError",
     ("simkit._mailbox", "simkit._inbox"): "the mailbox/inbox split in progress (issue 15)",
     ("protocols.fedavg._options", "protocols.fedavg._strategy"): (
         "options validate strategy names against the strategy table"
