@@ -89,10 +89,6 @@ ONLY: dict[str, tuple[str, ...]] = {
 # function) with its reason. The tests below ignore exactly these edges; remove
 # one when its import goes.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("simkit._threads", "simkit.runner"): (
-        "arun_scenario (a convenience over run_scenario) lives beside call_in_thread; "
-        "upward, and it closes runner -> simulation -> _threads -> runner"
-    ),
     ("simkit.runner._results", "simkit.report"): (
         "RunResult._repr_html_ renders with the report, which reads RunResult"
     ),
