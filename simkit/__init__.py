@@ -13,12 +13,11 @@ from simkit._version import __version__
 from simkit.rng import SeedTree
 
 if TYPE_CHECKING:
-    from simkit._threads import arun_scenario
     from simkit.actors import Actor, Context, PeerGone, Received
     from simkit.faults import FaultSchedule
     from simkit.heartbeat import HeartbeatConfig
     from simkit.messages import Message
-    from simkit.runner import RunResult, run_scenario
+    from simkit.runner import RunResult, arun_scenario, run_scenario
     from simkit.scenario import ScenarioError, load_scenario
     from simkit.simulation import Simulation, SimulationResult
     from simkit.trace import Trace
@@ -33,7 +32,7 @@ _LAZY: dict[str, str] = {
     "Message": "simkit.messages",
     "RunResult": "simkit.runner",
     "run_scenario": "simkit.runner",
-    "arun_scenario": "simkit._threads",
+    "arun_scenario": "simkit.runner",
     "ScenarioError": "simkit.scenario",
     "load_scenario": "simkit.scenario",
     "Simulation": "simkit.simulation",

@@ -6,7 +6,7 @@ entry point that starts its own loop (``anyio.run``) fails there with
 running loop and runs the call in a fresh worker thread instead, waiting for
 it: the simulation's virtual loop then lives alone in that thread, exactly as
 it would in a script, so the digests are the same. :func:`call_in_thread` is
-the awaitable form (``await simkit.arun_scenario(...)``, ``await sim.arun()``):
+the awaitable form (behind ``await simkit.arun_scenario(...)``, ``await sim.arun()``):
 the caller's loop keeps running while the simulation computes.
 
 Nothing here reads the wall clock or touches randomness.
@@ -19,12 +19,9 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-if TYPE_CHECKING:
-    from simkit.runner import RunResult
-
-__all__ = ["arun_scenario", "call_blocking", "call_in_thread", "loop_running"]
+__all__ = ["call_blocking", "call_in_thread", "loop_running"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -77,17 +74,6 @@ async def call_in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     import anyio.to_thread
 
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-
-
-async def arun_scenario(*args: Any, **kwargs: Any) -> RunResult:
-    """:func:`simkit.run_scenario` as an awaitable, for notebooks and async applications.
-
-    Takes the same arguments and returns the same :class:`~simkit.runner.RunResult`
-    (same digests); the run computes in a worker thread.
-    """
-    from simkit.runner import run_scenario
-
-    return await call_in_thread(run_scenario, *args, **kwargs)
 
 
 def _name(fn: Callable[..., Any]) -> str:

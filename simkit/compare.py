@@ -274,7 +274,7 @@ def compare_args(parser: argparse.ArgumentParser) -> None:
 
 def compare_command(args: argparse.Namespace) -> int:
     """Compare runs; write the report; print the table. 2 for bad input."""
-    from simkit.cli import CLIError
+    from simkit._cli_error import CLIError
     from simkit.runner import RunError
     from simkit.scenario import ScenarioError
 

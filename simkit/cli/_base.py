@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, NoReturn
 
+from simkit._cli_error import CLIError
+
 __all__ = [
     "PROG",
     "CLIError",
@@ -31,10 +33,6 @@ __all__ = [
 PROG = "simkit"
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class CLIError(Exception):
-    """A user-facing error: reported as ``simkit: error: <message>``, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):

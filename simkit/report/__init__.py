@@ -35,7 +35,7 @@ from simkit.report._plots import MAX_TIMELINE_ROWS, algorithm
 from simkit.trace import write_jsonl
 
 if TYPE_CHECKING:
-    from simkit.runner import RunResult
+    from simkit.report._run import Run
 
 __all__ = [
     "MARKS",
@@ -67,7 +67,7 @@ class ReportError(RuntimeError):
     """The report cannot be written (matplotlib missing, a trace without events)."""
 
 
-def write_report(result: RunResult, directory: str | os.PathLike[str]) -> Path:
+def write_report(result: Run, directory: str | os.PathLike[str]) -> Path:
     """Write the report files of ``result`` into ``directory`` (created if needed).
 
     Returns:
@@ -109,7 +109,7 @@ def write_report(result: RunResult, directory: str | os.PathLike[str]) -> Path:
     return index
 
 
-def _write_sequence(result: RunResult, out: Path) -> None:
+def _write_sequence(result: Run, out: Path) -> None:
     from simkit._outcomes import drop_events
     from simkit.report._sequence import Diagram, run_diagram, to_mermaid_text, to_svg
 
@@ -123,7 +123,7 @@ def _write_sequence(result: RunResult, out: Path) -> None:
     (out / "sequence.mmd").write_text(to_mermaid_text(diagram) + "\n", encoding="utf-8")
 
 
-def notebook_html(result: RunResult) -> str:
+def notebook_html(result: Run) -> str:
     """``RunResult._repr_html_``: a headline, the round table and the metric plots inline."""
     import base64
     import io

@@ -11,7 +11,7 @@ from simkit.report._sequence import run_diagram, to_svg
 from simkit.trace import Event
 
 if TYPE_CHECKING:
-    from simkit.runner import RunResult
+    from simkit.report._run import Run
 
 __all__ = ["MAX_DIAGRAMS", "diagram_rounds", "index_html", "rounds_table", "sequence_section"]
 
@@ -35,7 +35,7 @@ def _fact(value: Any) -> str:
     return str(value)
 
 
-def rounds_table(result: RunResult, events: Sequence[Event]) -> str:
+def rounds_table(result: Run, events: Sequence[Event]) -> str:
     """The per-round table: who dropped in the round (crashes under SecAgg too), late, reason."""
     late = any(r.late for r in result.rounds)
     drops = drop_events(events)
@@ -57,7 +57,7 @@ def rounds_table(result: RunResult, events: Sequence[Event]) -> str:
     return f'<table class="rounds">\n<tr>{header}</tr>\n' + "\n".join(rows) + "\n</table>"
 
 
-def diagram_rounds(result: RunResult) -> list[int]:
+def diagram_rounds(result: Run) -> list[int]:
     """Indices of the rounds drawn: the first ones, the aborted ones and the last."""
     n = len(result.rounds)
     picked = [i for i, r in enumerate(result.rounds) if r.aborted][: MAX_DIAGRAMS // 2]
@@ -66,7 +66,7 @@ def diagram_rounds(result: RunResult) -> list[int]:
     return sorted(set(picked))[:MAX_DIAGRAMS] if n else []
 
 
-def sequence_section(result: RunResult, events: Sequence[Event]) -> str:
+def sequence_section(result: Run, events: Sequence[Event]) -> str:
     """Inline SVG diagrams, one round shown at a time (a selector, a few lines of script)."""
     if not result.rounds:
         return "<p>No rounds: no diagram.</p>"
@@ -126,7 +126,7 @@ def _bytes_by_type(events: Sequence[Event]) -> str:
     )
 
 
-def _headline(result: RunResult, summary: dict[str, Any], title: str) -> str:
+def _headline(result: Run, summary: dict[str, Any], title: str) -> str:
     cause = summary.get("dropped_by_cause") or {}
     split = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in cause.items() if v)
     late = sum(r.late for r in result.rounds)
@@ -140,7 +140,7 @@ def _headline(result: RunResult, summary: dict[str, Any], title: str) -> str:
 
 
 def index_html(
-    result: RunResult,
+    result: Run,
     summary: dict[str, Any],
     events: Sequence[Event],
     *,

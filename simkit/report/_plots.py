@@ -17,7 +17,7 @@ from simkit.trace import Event
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from simkit.runner import RunResult
+    from simkit.report._run import Run
 
 __all__ = [
     "MAX_TIMELINE_ROWS",
@@ -46,7 +46,7 @@ _STAGE_SHADES: Final = ("#d9c9ee", "#b9a0dc", "#9675c6", "#7351ad")
 Target = str | os.PathLike[str] | IO[bytes]
 
 
-def algorithm(result: RunResult) -> str:
+def algorithm(result: Run) -> str:
     """The name a lecturer would say: ``fedprox`` for FedAvg with a proximal term, ..."""
     name = result.protocol
     try:
@@ -69,11 +69,11 @@ def algorithm(result: RunResult) -> str:
     return name if mode == "off" else f"{name} + {mode}"
 
 
-def _title(result: RunResult) -> str:
+def _title(result: Run) -> str:
     return f"{result.scenario} ({algorithm(result)}, seed {result.seed})"
 
 
-def _rounds_axis(ax: Axes, result: RunResult) -> None:
+def _rounds_axis(ax: Axes, result: Run) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -104,7 +104,7 @@ def _line(ax: Axes, xs: list[int], ys: Sequence[float | None], label: str, **kw:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label, **kw)
 
 
-def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
+def plot_metrics(result: Run, target: Target, dpi: int = 110) -> None:
     """Loss and accuracy per round; for FedBuff also staleness and late replies."""
     from matplotlib.figure import Figure
 
@@ -135,7 +135,7 @@ def plot_metrics(result: RunResult, target: Target, dpi: int = 110) -> None:
     fig.savefig(target, dpi=dpi, format="png")
 
 
-def _global_loss_label(result: RunResult) -> str:
+def _global_loss_label(result: Run) -> str:
     where = str(result.setup.protocol.get("evaluate", "auto"))
     return {
         "train": "global model, training loss (all clients' data)",
@@ -144,7 +144,7 @@ def _global_loss_label(result: RunResult) -> str:
     }.get(where, "global model, evaluation loss")
 
 
-def _plot_staleness(ax: Axes, result: RunResult) -> None:
+def _plot_staleness(ax: Axes, result: Run) -> None:
     events = result.trace.events if result.trace.keep else []
     stale = reply_staleness(events, result.rounds)
     rounds = [r.round for r in result.rounds]
@@ -157,7 +157,7 @@ def _plot_staleness(ax: Axes, result: RunResult) -> None:
     ax.set_ylabel("server updates behind")
 
 
-def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) -> None:
+def plot_timeline(result: Run, events: Sequence[Event], target: Target) -> None:
     """Per-client Gantt over virtual time: states, crash and declared-gone marks."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -202,7 +202,7 @@ def plot_timeline(result: RunResult, events: Sequence[Event], target: Target) ->
 
 
 def _staleness_marks(
-    fig: Any, ax: Axes, result: RunResult, events: Sequence[Event], shown: Sequence[str]
+    fig: Any, ax: Axes, result: Run, events: Sequence[Event], shown: Sequence[str]
 ) -> None:
     """Each reply's arrival as a dot coloured by its staleness (asynchronous protocols)."""
     row = {name: i for i, name in enumerate(shown)}
@@ -218,7 +218,7 @@ def _stages(events: Sequence[Event]) -> list[tuple[float, str]]:
     return [(e.t, e.info) for e in events if e.kind == "mark" and e.type == "secagg"]
 
 
-def _background(ax: Axes, result: RunResult, events: Sequence[Event]) -> None:
+def _background(ax: Axes, result: Run, events: Sequence[Event]) -> None:
     """Round starts, aborted rounds and SecAgg stages behind the bars."""
     for r in result.rounds:
         ax.axvline(r.t_start, color="black", linewidth=0.5, alpha=0.35)
@@ -231,7 +231,7 @@ def _background(ax: Axes, result: RunResult, events: Sequence[Event]) -> None:
             ax.broken_barh([(t, stages[i + 1][0] - t)], (-1.4, 0.8), color=shade, linewidth=0)
 
 
-def plot_labels(result: RunResult, target: Target) -> bool:
+def plot_labels(result: Run, target: Target) -> bool:
     """Each client's label counts as a stacked bar (the data's skew); False if none."""
     import numpy as np
     from matplotlib.figure import Figure

@@ -21,7 +21,7 @@ client``): each process builds the whole scenario from the same file and seed
 and adds only its own actors, so a client derives its own data shard.
 """
 
-from simkit.runner._entry import run_client, run_scenario, serve_scenario
+from simkit.runner._entry import arun_scenario, run_client, run_scenario, serve_scenario
 from simkit.runner._launch import LOOPBACK, SERVER, format_host_port
 from simkit.runner._prepare import check_scenario, with_seed
 from simkit.runner._results import (
@@ -40,6 +40,7 @@ __all__ = [
     "RunError",
     "RunResult",
     "TransportName",
+    "arun_scenario",
     "check_scenario",
     "format_host_port",
     "run_client",

@@ -1,4 +1,6 @@
-"""The entry points: :func:`run_scenario`, :func:`serve_scenario`, :func:`run_client`."""
+"""The entry points: :func:`run_scenario` (and :func:`arun_scenario`), :func:`serve_scenario`,
+:func:`run_client`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from simkit._progress import notebook_progress
+from simkit._threads import call_in_thread
 from simkit.faults import FaultSchedule
 from simkit.protocol import ProtocolPlugin, RoundRecord, server_name
 from simkit.runner._launch import (
@@ -32,6 +35,7 @@ from simkit.runner._results import ClientResult, RunResult, TransportName
 from simkit.scenario import Scenario, ScenarioError
 
 __all__ = [
+    "arun_scenario",
     "run_client",
     "run_scenario",
     "serve_scenario",
@@ -254,3 +258,12 @@ def run_client(
     if trace_file is not None:
         write_trace(client.trace, trace_file)
     return client
+
+
+async def arun_scenario(*args: Any, **kwargs: Any) -> RunResult:
+    """:func:`run_scenario` as an awaitable, for notebooks and async applications.
+
+    Takes the same arguments and returns the same :class:`~simkit.runner.RunResult`
+    (same digests); the run computes in a worker thread.
+    """
+    return await call_in_thread(run_scenario, *args, **kwargs)

@@ -17,6 +17,7 @@ is) and ``simkit replay`` knows what to re-check and what the failing run was.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -65,11 +66,14 @@ def check_path(check: Callable[..., Any] | None) -> str | None:
 
 def record_lines(record: ReplayRecord) -> list[str]:
     """The record as ``#:`` comment lines (``None`` values left out)."""
-    from simkit.testing._replay import toml_document
-
-    table = {f.name: getattr(record, f.name) for f in fields(record)}
-    body = toml_document({"replay": table}).strip().splitlines()
-    return [f"{_PREFIX} {line}" if line else _PREFIX for line in body]
+    lines = [f"{_PREFIX} [replay]"]
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, bool):
+            lines.append(f"{_PREFIX} {f.name} = {'true' if value else 'false'}")
+        elif value is not None:  # a JSON string is a valid TOML basic string
+            lines.append(f"{_PREFIX} {f.name} = {json.dumps(value)}")
+    return lines
 
 
 def parse_record(text: str, source: str) -> ReplayRecord:
