@@ -454,6 +454,21 @@ def test_a_secure_round_releases_late_trainers_and_sums_the_cohort() -> None:
     assert set(record.failed) == set(names)
 
 
+def test_too_few_trained_clients_abort_a_secure_round_and_release_the_rest() -> None:
+    secagg = SecAggSettings.from_table({"mode": "secagg"}, "t")
+    assert secagg is not None
+    h = start(secagg, min_replies=4)
+    h.calls["release"] = lambda call: None
+    names = h.waiting()
+    del h.session[names[0]]  # it crashes on its TrainRequest
+    h.feed([done(h, c) for c in names[1:]], names[:1])
+    record = h.m.core.records[0]
+    assert record.aborted
+    assert "secure aggregation needs 4" in record.reason
+    assert "release" in h.called
+    assert "secure sum" not in h.called  # no secure sum is started for a doomed round
+
+
 # ----------------------------------------------------------------------------- state machine
 
 

@@ -151,21 +151,6 @@ def test_a_weak_threshold_runs_only_when_the_scenario_insists() -> None:
     assert result.summary()["rounds_completed"] == 1
 
 
-def test_too_few_trained_clients_abort_the_round_and_release_the_rest() -> None:
-    scenario = copy.deepcopy(SMALL)
-    scenario["protocol"]["min_replies"] = 6
-    crash = {
-        "kind": "crash",
-        "actor": "c002",
-        "on": {"kind": "deliver", "dst": "c002", "type": "TrainRequest", "count": 1},
-    }
-    scenario["faults"] = {"events": [crash]}
-    result = run_scenario(scenario)
-    assert all(r.aborted for r in result.rounds)
-    assert "secure aggregation needs 6" in result.rounds[0].reason
-    assert not result.errors
-
-
 # ----------------------------------------------------------------------------- the tutorial
 
 
