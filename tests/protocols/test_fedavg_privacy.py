@@ -171,3 +171,17 @@ def test_the_scenario_schema_describes_strategy_and_mod_options() -> None:
     ):
         table["protocol"]["strategy"] = bad
         assert not check.is_valid(table), bad
+
+
+def test_without_opacus_the_mechanism_is_reported_with_no_epsilon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opacus.accountants.analysis.rdp", None)  # import fails
+    central = GaussianMechanism("server", 1.0, 0.5, 1.0, 1e-5)
+    report = privacy_report(central, [record(1, ("a",)), record(2, ("b",))])
+    assert report is not None
+    assert report["accountant"] == "none (pip install 'simkit[dp]')"
+    assert report["epsilon"] == [None, None]
+    assert report["noise_multiplier"] == 1.0
