@@ -1,4 +1,4 @@
-"""Receiving: what arrives, the mailbox, and selective receive with timeouts.
+"""Receiving: deliveries into the mailbox, and selective receive with timeouts.
 
 :class:`Inbox` is the receiving half of :class:`~simkit.actors.Context`:
 deliveries land in the :class:`~simkit._mailbox.Mailbox` (or go straight to
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from simkit._mailbox import Mailbox
+from simkit._mailbox import Mailbox, Received
 from simkit._waiting import TIMEOUT, PeerDown, TypeFilter, Waiter, Wake, describe, type_names
 from simkit.messages import Message, SerializedMessage
 
@@ -34,33 +34,6 @@ class PeerGone(Exception):
         super().__init__(f"peer {peer!r} is gone: {reason}")
         self.peer = peer
         self.reason = reason
-
-
-class Received:
-    """A message in a mailbox: who sent it, its type, and its lazy payload."""
-
-    __slots__ = ("message", "src", "t")
-
-    def __init__(self, src: str, message: SerializedMessage, t: float) -> None:
-        self.src = src
-        self.message = message
-        self.t = t
-
-    @property
-    def type(self) -> str:
-        """The message's registered type name, known without decoding."""
-        return self.message.type
-
-    def decode(self) -> Message:
-        """Decode the payload into its registered :class:`Message` type.
-
-        Raises:
-            DecodeError: The payload does not decode into its type.
-        """
-        return self.message.decode()
-
-    def __repr__(self) -> str:
-        return f"<Received {self.type} from {self.src} at t={self.t:g}>"
 
 
 class Inbox:

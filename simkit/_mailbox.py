@@ -1,4 +1,4 @@
-"""An actor's mailbox: received messages waiting to be taken, bounded per peer.
+"""An actor's mailbox: received messages (:class:`Received`) waiting to be taken, bounded per peer.
 
 Messages wait in arrival order and are taken selectively (by type and
 sender). What one peer may leave unread is bounded (``max_messages`` and
@@ -19,9 +19,36 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simkit._inbox import Received
+    from simkit.messages import Message, SerializedMessage
 
-__all__ = ["Mailbox"]
+__all__ = ["Mailbox", "Received"]
+
+
+class Received:
+    """A message in a mailbox: who sent it, its type, and its lazy payload."""
+
+    __slots__ = ("message", "src", "t")
+
+    def __init__(self, src: str, message: SerializedMessage, t: float) -> None:
+        self.src = src
+        self.message = message
+        self.t = t
+
+    @property
+    def type(self) -> str:
+        """The message's registered type name, known without decoding."""
+        return self.message.type
+
+    def decode(self) -> Message:
+        """Decode the payload into its registered :class:`Message` type.
+
+        Raises:
+            DecodeError: The payload does not decode into its type.
+        """
+        return self.message.decode()
+
+    def __repr__(self) -> str:
+        return f"<Received {self.type} from {self.src} at t={self.t:g}>"
 
 
 class _Share:

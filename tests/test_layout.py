@@ -89,7 +89,6 @@ ONLY: dict[str, tuple[str, ...]] = {
 # function) with its reason. The tests below ignore exactly these edges; remove
 # one when its import goes.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("simkit._mailbox", "simkit._inbox"): "the mailbox/inbox split in progress (issue 15)",
     ("protocols.fedavg._options", "protocols.fedavg._strategy"): (
         "options validate strategy names against the strategy table"
     ),
