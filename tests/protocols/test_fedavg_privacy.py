@@ -185,3 +185,14 @@ def test_without_opacus_the_mechanism_is_reported_with_no_epsilon(
     assert report["accountant"] == "none (pip install 'simkit[dp]')"
     assert report["epsilon"] == [None, None]
     assert report["noise_multiplier"] == 1.0
+
+
+def test_the_shipped_dp_scenario_keeps_its_digests_and_reports_epsilon() -> None:
+    summary = run_scenario(QUICKSTART.parent / "dp_fedavg.toml").summary()
+    assert (summary["trace_digest"], summary["weights_digest"]) == (
+        "77eb06f3a87fc9f6d85183e3d5402037576c918246c4d8b59083685bae85534a",
+        "2fdb1ebbd87da2cea7f114baf47695fafacb8f131988504b1483b9cfee602bf9",
+    )
+    # all 20 clients every round (no amplification), noise 1.0, 10 rounds, delta 1e-5
+    assert summary["privacy"]["sampling_rate"] == 1.0
+    assert summary["privacy"]["epsilon"] == pytest.approx(19.0536, abs=1e-3)
