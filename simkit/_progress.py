@@ -10,9 +10,9 @@ simulation does not see it, so the digests do not change.
 
 from __future__ import annotations
 
+import builtins
 import html
 import importlib
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +23,12 @@ __all__ = ["RoundProgress", "notebook_progress"]
 
 def _in_kernel() -> bool:
     """Whether this process is a Jupyter kernel (ipykernel) with IPython running."""
-    if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
+    # IPython puts get_ipython into builtins while it runs a cell: no import
+    # of IPython outside a kernel.
+    get_ipython = getattr(builtins, "get_ipython", None)
+    if get_ipython is None:
         return False
-    shell = _ipython("IPython").get_ipython()
+    shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 

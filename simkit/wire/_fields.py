@@ -15,9 +15,9 @@ Where a field is annotated ``tuple``, the decoded list becomes a tuple.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import keyword
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -168,8 +168,10 @@ def _hints(cls: type[Any], fields: list[dataclasses.Field[Any]]) -> dict[str, An
 def _resolve(cls: type[Any], annotation: Any) -> Any:
     if not isinstance(annotation, str):
         return annotation
-    module = sys.modules.get(cls.__module__)
-    namespace = dict(vars(module)) if module is not None else {}
+    try:
+        namespace = dict(vars(importlib.import_module(cls.__module__)))
+    except ImportError:  # a class of a module that cannot be imported again
+        namespace = {}
     try:
         return eval(annotation, namespace, {cls.__name__: cls})
     except Exception:
