@@ -11,10 +11,10 @@ from protocols._tables import read_checkpoint
 from protocols.fedavg._client import FedAvgClient
 from protocols.fedavg._core import FedAvgCore
 from protocols.fedavg._options import FedAvgOptions, fedavg_json_schema
-from protocols.fedavg._privacy import local_mechanism, privacy_report
+from protocols.fedavg._privacy import privacy_report
 from protocols.fedavg._secure import check_secagg, plain_round_faults, update_layout
 from protocols.fedavg._server import SERVER_NAME, FedAvgServer, checkpoint_path
-from protocols.fedavg._strategy import load_mods
+from protocols.fedavg._strategy import load_mods, local_mechanism
 from protocols.secagg import ServerFactory, unflatten_fields
 from simkit.protocol import ClientSetup, RoundRecord, ScenarioSetup
 from simkit.scenario import ScenarioError

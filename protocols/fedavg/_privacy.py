@@ -15,14 +15,11 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from simkit.protocol import RoundRecord
 
-if TYPE_CHECKING:
-    from protocols.fedavg._strategy import ClientMod
-
-__all__ = ["ACCOUNTANT", "GaussianMechanism", "epsilons", "local_mechanism", "privacy_report"]
+__all__ = ["ACCOUNTANT", "GaussianMechanism", "epsilons", "privacy_report"]
 
 ACCOUNTANT = "opacus.accountants.RDPAccountant"
 """The accountant's name in ``--json`` (``privacy.accountant``)."""
@@ -76,28 +73,6 @@ def epsilons(mechanism: GaussianMechanism, steps: Sequence[int]) -> list[float]:
             spent = get_privacy_spent(orders=_ORDERS, rdp=one * k, delta=mechanism.delta)[0]
             out.append(0.0 if k == 0 else float(spent))
     return out
-
-
-def local_mechanism(mods: Sequence[ClientMod]) -> GaussianMechanism | None:
-    """The local mechanism of ``mods``: a ``clip`` then (only clips between) a ``gaussian``.
-
-    A client's data may change its update anywhere in the clip ball, so the
-    L2 sensitivity is ``2 * max_norm`` (replace-one) and the noise multiplier
-    ``std / (2 * max_norm)``. Mods after the noise are post-processing.
-    """
-    from protocols.fedavg._strategy import Clip, GaussianNoise
-
-    clip: float | None = None
-    for mod in mods:
-        if isinstance(mod, Clip):
-            limit = float(mod.options.max_norm)  # type: ignore[attr-defined]
-            clip = limit if clip is None else min(clip, limit)
-        elif isinstance(mod, GaussianNoise) and clip is not None:
-            std, delta = float(mod.options.std), float(mod.options.delta)  # type: ignore[attr-defined]
-            return GaussianMechanism("client", std / (2 * clip), 1.0, clip, delta)
-        else:
-            clip = None  # anything else between the clip and the noise voids the bound
-    return None
 
 
 def _steps(mechanism: GaussianMechanism, records: Sequence[RoundRecord]) -> list[int]:

@@ -24,18 +24,15 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from protocols.fedavg._privacy import GaussianMechanism
 from protocols.messages import TrainRequest
 from simkit.protocol import ScenarioSetup
 from simkit.training import ModelUpdates, Weights
-
-if TYPE_CHECKING:
-    from protocols.fedavg._options import FedAvgOptions
-    from protocols.fedavg._privacy import GaussianMechanism
 
 __all__ = [
     "MODS",
@@ -44,10 +41,26 @@ __all__ = [
     "Clip",
     "GaussianNoise",
     "NoOptions",
+    "RoundRules",
     "Strategy",
     "load_mods",
     "load_strategy",
+    "local_mechanism",
 ]
+
+
+class RoundRules(Protocol):
+    """What a strategy reads of FedAvg's ``[protocol]`` options
+    (:class:`~protocols.fedavg.FedAvgOptions` has them)."""
+
+    @property
+    def min_clients(self) -> int: ...
+    @property
+    def fraction(self) -> float: ...
+    @property
+    def min_replies(self) -> int: ...
+    @property
+    def eval_every(self) -> int: ...
 
 
 class NoOptions(BaseModel):
@@ -70,7 +83,7 @@ class Strategy:
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 
-    def __init__(self, options: BaseModel, setup: ScenarioSetup, fedavg: FedAvgOptions) -> None:
+    def __init__(self, options: BaseModel, setup: ScenarioSetup, fedavg: RoundRules) -> None:
         self.options = options
         self.setup = setup
         self.fedavg = fedavg
@@ -250,7 +263,7 @@ def _load(spec: object, where: str, builtins: Mapping[str, str], base: type[Any]
 
 
 def load_strategy(
-    spec: Mapping[str, Any] | None, setup: ScenarioSetup, fedavg: FedAvgOptions
+    spec: Mapping[str, Any] | None, setup: ScenarioSetup, fedavg: RoundRules
 ) -> Strategy:
     """The strategy a ``protocol.strategy`` table names (``None``: plain FedAvg).
 
@@ -302,3 +315,23 @@ def apply_mods(
     for mod in mods:
         update = mod(update, rng)
     return ModelUpdates.weighted(update, updates.weight)
+
+
+def local_mechanism(mods: Sequence[ClientMod]) -> GaussianMechanism | None:
+    """The local mechanism of ``mods``: a ``clip`` then (only clips between) a ``gaussian``.
+
+    A client's data may change its update anywhere in the clip ball, so the
+    L2 sensitivity is ``2 * max_norm`` (replace-one) and the noise multiplier
+    ``std / (2 * max_norm)``. Mods after the noise are post-processing.
+    """
+    clip: float | None = None
+    for mod in mods:
+        if isinstance(mod, Clip):
+            limit = float(mod.options.max_norm)  # type: ignore[attr-defined]
+            clip = limit if clip is None else min(clip, limit)
+        elif isinstance(mod, GaussianNoise) and clip is not None:
+            std, delta = float(mod.options.std), float(mod.options.delta)  # type: ignore[attr-defined]
+            return GaussianMechanism("client", std / (2 * clip), 1.0, clip, delta)
+        else:
+            clip = None  # anything else between the clip and the noise voids the bound
+    return None

@@ -16,10 +16,9 @@ from protocols.fedavg._privacy import (
     ACCOUNTANT,
     GaussianMechanism,
     epsilons,
-    local_mechanism,
     privacy_report,
 )
-from protocols.fedavg._strategy import load_mods
+from protocols.fedavg._strategy import load_mods, local_mechanism
 from simkit.cli._run import round_table
 from simkit.protocol import RoundRecord
 from simkit.report._html import rounds_table
