@@ -13,22 +13,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from protocols.secagg._attack import recover_inputs
 from simkit.rng import SeedTree
 from simkit.secagg import (
-    KeyPair,
     SecAggCiphertexts,
     SecAggConfig,
-    SecAggMaskedInput,
     SecAggServer,
     SecAggUnmaskRequest,
-    SecAggUnmaskShares,
-    ShamirError,
-    Share,
-    agree,
-    mask_seed,
-    pair_sign,
-    reconstruct_secret,
-    unmask_sum,
 )
 from simkit.secagg._server import _Abort  # the core's own way to end a round
 
@@ -105,57 +96,10 @@ def split_lie(target: str) -> Lie:
     return lie  # type: ignore[return-value]
 
 
-def _rebuild(shares: dict[str, list[Share]], owner: str, t: int) -> bytes | None:
-    got = shares.get(owner, [])
-    if len(got) < t:
-        return None
-    try:
-        return reconstruct_secret(got, t)
-    except ShamirError:
-        return None
-
-
 def stolen_inputs(core: SecAggServer) -> dict[str, np.ndarray]:
     """Client -> its quantized input, for every input the core's shares isolate.
 
-    ``y_u - PRG(b_u) - sum_v +-PRG(s_uv)`` needs ``b_u`` and, for every peer
-    ``v`` that ``u`` masked with, ``s_sk`` of ``u`` or of ``v``.
+    The attacker's own reconstruction (:func:`protocols.secagg._attack.recover_inputs`)
+    over the bundles the core forwarded (none for a core that forwarded honestly).
     """
-    cfg, g = core.config, core.graph
-    b: dict[str, list[Share]] = {}
-    sk: dict[str, list[Share]] = {}
-    masked: dict[str, np.ndarray] = {}
-    s_pk: dict[str, bytes] = {}
-    for src, msg in core.received:
-        if isinstance(msg, SecAggMaskedInput):
-            masked[src] = msg.masked.astype(np.uint64)
-        elif isinstance(msg, SecAggUnmaskShares):
-            x = g.index(src)
-            for owner, raw in zip(msg.b_owners, msg.b_shares, strict=True):
-                b.setdefault(owner, []).append(Share.from_bytes(x, raw))
-            for owner, raw in zip(msg.sk_owners, msg.sk_shares, strict=True):
-                sk.setdefault(owner, []).append(Share.from_bytes(x, raw))
-        elif hasattr(msg, "s_pk"):
-            s_pk[src] = msg.s_pk
-    keys = {o: _rebuild(sk, o, cfg.threshold) for o in sk}
-    forwarded = getattr(core, "forwarded", {})
-    out = {}
-    for u, y in sorted(masked.items()):
-        b_u = _rebuild(b, u, cfg.threshold)
-        if b_u is None:
-            continue
-        corrections = []
-        for v in forwarded.get(u, ()):
-            if keys.get(u) is not None:
-                shared = agree(keys[u], s_pk[v])  # type: ignore[arg-type]
-            elif keys.get(v) is not None:
-                shared = agree(keys[v], s_pk[u])  # type: ignore[arg-type]
-            else:
-                break
-            corrections.append((pair_sign(u, v), mask_seed(shared, u, v, cfg.round_id)))
-        else:
-            out[u] = unmask_sum(
-                y, self_seeds=[b_u], pair_corrections=corrections, bits=cfg.bits, prg=cfg.prg
-            )
-    assert all(KeyPair.from_seed(k).public == s_pk[o] for o, k in keys.items() if k is not None)
-    return out
+    return dict(recover_inputs(core, getattr(core, "forwarded", {})))
